@@ -1,0 +1,9 @@
+//! The transport-agnostic HTTP layer: `(method, path, headers) → response`, shared by the local
+//! server, the Lambda function and the tests.
+
+mod app;
+pub mod cors;
+pub mod encoding;
+
+pub use app::{App, AppConfig, ServerIdentity};
+pub use cors::CorsPolicy;

@@ -1,0 +1,15 @@
+//! cellucid-edge: serve AnnData-Zarr atlases to the Cellucid viewer from object storage.
+//!
+//! The crate is layered like the request path through it:
+//! [`store`] (object storage, metered ranged GETs) → [`anndata`] (AnnData-on-Zarr reader) →
+//! [`model`] (the reference's rules as pure functions) → [`dataset`] (one opened atlas and its
+//! artifacts) → [`protocol`] (routes and documents) → [`http`] (transport-agnostic responses)
+//! → transports ([`serve`] locally; the Lambda binary).
+
+pub mod anndata;
+pub mod catalog;
+pub mod model;
+pub mod protocol;
+pub mod dataset;
+pub mod http;
+pub mod store;

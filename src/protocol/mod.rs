@@ -1,0 +1,7 @@
+//! The seed protocol: routes and the dispatch of a route to an atlas's artifact.
+
+mod dispatch;
+pub mod route;
+
+pub use dispatch::{Artifact, ArtifactKind, resolve_artifact};
+pub use route::{ObsPayload, PathError, Route, decode_path, parse_route};

@@ -1,0 +1,15 @@
+//! Object storage: open store URLs as [`object_store`] backends, meter every read, and expose
+//! them to `zarrs` through an adapter that issues plain ranged GETs (no HEAD before a read).
+
+mod metrics;
+mod url;
+mod zarr_adapter;
+
+pub use metrics::{ReadMetrics, ReadMetricsSnapshot};
+pub use url::{StoreLocation, StoreUrlError, memory_store, open_store_url};
+pub use zarr_adapter::ObjectStoreZarr;
+
+/// Per-request read metering.
+pub mod zarr_adapter_reads {
+    pub use super::zarr_adapter::REQUEST_READS;
+}

@@ -1,0 +1,192 @@
+//! Store URLs: plain paths, `file://`, `s3://bucket/prefix`, `memory://name` and the
+//! `embedded://demo` atlas compiled into the binary.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+
+use object_store::ObjectStore;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+
+/// An opened store: a backend plus the prefix under which the atlas lives.
+#[derive(Clone, Debug)]
+pub struct StoreLocation {
+    /// The object-store backend.
+    pub store: Arc<dyn ObjectStore>,
+    /// Prefix of the atlas inside the backend (may be empty).
+    pub prefix: Path,
+    /// The URL as the user may see it: never carries credentials or local paths beyond what
+    /// the user typed.
+    pub display: String,
+    /// Last path segment of the URL, used as the default dataset name.
+    pub name: String,
+    /// Whether the backend is a local directory (`file://` or a plain path).
+    pub is_local: bool,
+}
+
+impl StoreLocation {
+    /// A location for a child prefix of this one (e.g. one atlas inside a catalogue root).
+    pub fn child(&self, segment: &str) -> StoreLocation {
+        StoreLocation {
+            store: self.store.clone(),
+            prefix: self.prefix.clone().join(segment),
+            display: format!("{}/{}", self.display.trim_end_matches('/'), segment),
+            name: segment.to_string(),
+            is_local: self.is_local,
+        }
+    }
+}
+
+/// Why a store URL could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreUrlError {
+    /// The URL scheme is not one we serve.
+    #[error("unsupported store URL scheme `{scheme}` in `{url}` (use a path, file://, s3:// or memory://)")]
+    UnsupportedScheme {
+        /// Scheme found.
+        scheme: String,
+        /// URL given.
+        url: String,
+    },
+    /// A local path does not exist or is not a directory.
+    #[error("local store `{path}` cannot be opened: {reason}")]
+    Local {
+        /// Path given.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The URL could not be parsed.
+    #[error("invalid store URL `{url}`: {reason}")]
+    Invalid {
+        /// URL given.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The S3 backend could not be configured.
+    #[error("cannot configure S3 for `{url}`: {source}")]
+    S3 {
+        /// URL given.
+        url: String,
+        /// Backend error.
+        #[source]
+        source: object_store::Error,
+    },
+}
+
+static MEMORY_STORES: LazyLock<Mutex<HashMap<String, Arc<InMemory>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// The named in-memory store behind `memory://NAME/...` URLs (created on first use).
+/// Tests fill it and then open `memory://NAME/prefix` like any other store.
+pub fn memory_store(name: &str) -> Arc<InMemory> {
+    let mut stores = MEMORY_STORES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    stores
+        .entry(name.to_string())
+        .or_insert_with(|| Arc::new(InMemory::new()))
+        .clone()
+}
+
+fn last_segment(path: &str) -> String {
+    path.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Open a store URL.
+///
+/// Accepts plain paths (`./atlas.zarr`), `file:///abs/atlas.zarr`, `s3://bucket/prefix`
+/// (region and credentials from the standard AWS environment; `AWS_ENDPOINT_URL` points at an
+/// S3-compatible server and `http://` endpoints are allowed), and `memory://name/prefix`.
+pub fn open_store_url(url: &str) -> Result<StoreLocation, StoreUrlError> {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        match scheme {
+            "file" => open_local(rest, url),
+            "memory" => {
+                let (name, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+                Ok(StoreLocation {
+                    store: memory_store(name),
+                    prefix: Path::from(prefix.trim_matches('/')),
+                    display: url.to_string(),
+                    name: last_segment(if prefix.is_empty() { name } else { prefix }),
+                    is_local: false,
+                })
+            }
+            "s3" => open_s3(url),
+            other => Err(StoreUrlError::UnsupportedScheme {
+                scheme: other.to_string(),
+                url: url.to_string(),
+            }),
+        }
+    } else {
+        open_local(url, url)
+    }
+}
+
+fn open_local(path: &str, url: &str) -> Result<StoreLocation, StoreUrlError> {
+    let local = std::path::Path::new(path);
+    let canonical = local.canonicalize().map_err(|e| StoreUrlError::Local {
+        path: path.to_string(),
+        reason: e.to_string(),
+    })?;
+    if !canonical.is_dir() {
+        return Err(StoreUrlError::Local {
+            path: path.to_string(),
+            reason: "not a directory (an AnnData-Zarr store is a directory)".into(),
+        });
+    }
+    let store = LocalFileSystem::new_with_prefix(&canonical).map_err(|e| StoreUrlError::Local {
+        path: path.to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(StoreLocation {
+        store: Arc::new(store),
+        prefix: Path::default(),
+        display: url.to_string(),
+        name: canonical
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| last_segment(path)),
+        is_local: true,
+    })
+}
+
+fn open_s3(url: &str) -> Result<StoreLocation, StoreUrlError> {
+    let parsed = ::url::Url::parse(url).map_err(|e| StoreUrlError::Invalid {
+        url: url.to_string(),
+        reason: e.to_string(),
+    })?;
+    let bucket = parsed.host_str().unwrap_or_default().to_string();
+    if bucket.is_empty() {
+        return Err(StoreUrlError::Invalid {
+            url: url.to_string(),
+            reason: "missing bucket name".into(),
+        });
+    }
+    let mut builder = AmazonS3Builder::from_env().with_bucket_name(&bucket);
+    if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
+        if endpoint.starts_with("http://") {
+            builder = builder.with_allow_http(true);
+        }
+        builder = builder.with_endpoint(endpoint);
+    }
+    let store = builder.build().map_err(|source| StoreUrlError::S3 {
+        url: url.to_string(),
+        source,
+    })?;
+    let prefix = parsed.path().trim_matches('/').to_string();
+    // Never show credentials embedded in the URL.
+    let display = format!("s3://{bucket}/{prefix}");
+    Ok(StoreLocation {
+        store: Arc::new(store),
+        prefix: Path::from(prefix.as_str()),
+        display,
+        name: last_segment(if prefix.is_empty() { &bucket } else { &prefix }),
+        is_local: false,
+    })
+}
