@@ -11,5 +11,7 @@ pub mod catalog;
 pub mod model;
 pub mod protocol;
 pub mod dataset;
+pub mod demo;
 pub mod http;
+pub mod serve;
 pub mod store;

@@ -30,6 +30,32 @@ impl ZarrFormat {
     }
 }
 
+/// A node as found in consolidated metadata, parsed on first access (so an unreadable node in
+/// `uns` never prevents opening the store).
+#[derive(Debug, Clone)]
+enum RawNode {
+    V2 {
+        array: Option<Value>,
+        attrs: Option<Value>,
+    },
+    V3(Value),
+}
+
+impl RawNode {
+    fn parse(self, path: &str) -> Result<Node, AnnDataError> {
+        match self {
+            RawNode::V2 {
+                array: Some(array),
+                attrs,
+            } => v2_array(&join(path, ".zarray"), array, attrs),
+            RawNode::V2 { array: None, attrs } => Ok(Node::Group(
+                attrs.and_then(|a| a.as_object().cloned()).unwrap_or_default(),
+            )),
+            RawNode::V3(value) => v3_node(&join(path, "zarr.json"), value),
+        }
+    }
+}
+
 /// One node of the tree.
 #[derive(Debug, Clone)]
 pub enum Node {
@@ -60,6 +86,8 @@ pub struct MetadataTree {
     /// Raw bytes of the consolidated document (the fingerprint source), if any.
     consolidated_bytes: Option<Bytes>,
     nodes: Mutex<HashMap<String, Option<Node>>>,
+    /// Consolidated entries not parsed yet.
+    raw: Mutex<HashMap<String, RawNode>>,
     /// All paths known from consolidated metadata, in document order (for child listing).
     known_paths: Vec<String>,
 }
@@ -161,6 +189,7 @@ impl MetadataTree {
             consolidated: false,
             consolidated_bytes: None,
             nodes: Mutex::new(HashMap::new()),
+            raw: Mutex::new(HashMap::new()),
             known_paths: Vec::new(),
         }
     }
@@ -193,32 +222,25 @@ impl MetadataTree {
             }
             grouped.entry(path).or_default()[slot] = Some(v.clone());
         }
-        let mut nodes = HashMap::new();
+        let mut raw = HashMap::new();
         let mut known_paths = Vec::with_capacity(order.len());
         for path in order {
             let Some([array, group, attrs]) = grouped.remove(&path) else {
                 continue;
             };
-            let node = if let Some(array) = array {
-                v2_array(&format!("{path}/.zarray"), array, attrs)?
-            } else if group.is_some() {
-                Node::Group(
-                    attrs
-                        .and_then(|a| a.as_object().cloned())
-                        .unwrap_or_default(),
-                )
-            } else {
+            if array.is_none() && group.is_none() {
                 // Attributes without a node document: ignore like zarr-python does.
                 continue;
-            };
+            }
             known_paths.push(path.clone());
-            nodes.insert(path, Some(node));
+            raw.insert(path, RawNode::V2 { array, attrs });
         }
         Ok(MetadataTree {
             format: ZarrFormat::V2,
             consolidated: true,
             consolidated_bytes: Some(bytes),
-            nodes: Mutex::new(nodes),
+            nodes: Mutex::new(HashMap::new()),
+            raw: Mutex::new(raw),
             known_paths,
         })
     }
@@ -239,12 +261,13 @@ impl MetadataTree {
                 .get("metadata")
                 .and_then(Value::as_object)
                 .ok_or_else(|| metadata_error(key, "consolidated_metadata has no `metadata`"))?;
+            let mut raw = HashMap::new();
             for (path, value) in metadata {
-                let node = v3_node(&format!("{path}/zarr.json"), value.clone())?;
                 let path = path.trim_matches('/').to_string();
                 tree.known_paths.push(path.clone());
-                nodes.insert(path, Some(node));
+                raw.insert(path, RawNode::V3(value.clone()));
             }
+            tree.raw = Mutex::new(raw);
             tree.consolidated = true;
             tree.consolidated_bytes = Some(bytes);
         }
@@ -283,7 +306,22 @@ impl MetadataTree {
             return Ok(found);
         }
         if self.consolidated {
-            return Ok(None);
+            let raw = {
+                let pending = self.raw.lock().unwrap_or_else(|p| p.into_inner());
+                pending.get(path).cloned()
+            };
+            // A node that fails to parse stays pending: every access reports the same error.
+            let node = match raw {
+                Some(raw) => Some(raw.parse(path)?),
+                None => None,
+            };
+            self.raw
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(path);
+            let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+            nodes.insert(path.to_string(), node.clone());
+            return Ok(node);
         }
         let node = match self.format {
             ZarrFormat::V3 => {

@@ -1,0 +1,92 @@
+//! `cellucid-edge serve`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+
+use cellucid_edge::catalog::Catalog;
+use cellucid_edge::http::{App, AppConfig, CorsPolicy, ServerIdentity};
+use cellucid_edge::store::ReadMetrics;
+
+use super::AtlasArgs;
+
+/// Arguments of `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Store URL: a path, file://…, s3://bucket/prefix; a directory of stores becomes a
+    /// catalogue. Default: the built-in demo atlas (pbmc68k_reduced).
+    pub store: Option<String>,
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// Port to bind (0 picks a free one).
+    #[arg(long, default_value_t = 8765)]
+    pub port: u16,
+    /// Allowed CORS origins (repeat or comma-separate): `*`, `default`, or exact origins.
+    #[arg(long, value_delimiter = ',')]
+    pub cors: Vec<String>,
+    /// Bytes of rendered artifacts kept in memory.
+    #[arg(long, default_value_t = 256 << 20)]
+    pub memory_cache_bytes: u64,
+    #[command(flatten)]
+    pub atlas: AtlasArgs,
+}
+
+/// Run the server until Ctrl-C.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let location = super::open_location(args.store.as_deref()).await?;
+    let shown = location.display.clone();
+    let metrics = Arc::new(ReadMetrics::default());
+    let catalog = Catalog::open(location, &args.atlas.options(), metrics)
+        .await
+        .with_context(|| format!("opening {shown}"))?;
+    let listener = cellucid_edge::serve::bind(SocketAddr::new(args.host, args.port))
+        .await
+        .with_context(|| format!("binding {}:{}", args.host, args.port))?;
+    let local = listener.local_addr()?;
+    let config = AppConfig {
+        cors: CorsPolicy::from_list(&args.cors),
+        memory_cache_bytes: args.memory_cache_bytes,
+        identity: ServerIdentity {
+            host: args.host.to_string(),
+            port: local.port(),
+        },
+    };
+    let app = Arc::new(App::new(catalog, config));
+    let host = if args.host.is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        args.host.to_string()
+    };
+    let base = format!("http://{host}:{}", local.port());
+    for ds in app.catalog().datasets() {
+        eprintln!(
+            "serving `{}` ({} cells, {} genes) from {shown}",
+            ds.name(),
+            ds.n_cells(),
+            ds.n_genes()
+        );
+    }
+    println!("local URL:   {base}");
+    let encoded: String = url::form_urlencoded::byte_serialize(base.as_bytes()).collect();
+    if app.catalog().is_multi() {
+        for ds in app.catalog().datasets() {
+            println!("viewer link: https://www.cellucid.com/?remote={encoded}&dataset={}", ds.id());
+        }
+    } else {
+        println!("viewer link: https://www.cellucid.com/?remote={encoded}");
+    }
+    eprintln!(
+        "note: the hosted viewer reaches http://127.0.0.1 only from this machine; to share with \
+         collaborators serve over https (e.g. the Lambda deployment in infra/)."
+    );
+    eprintln!("press Ctrl-C to stop");
+    cellucid_edge::serve::serve_until(listener, app, async {
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!("shutting down");
+    })
+    .await?;
+    Ok(())
+}
