@@ -62,7 +62,8 @@ impl Catalog {
     ) -> Result<Self, CatalogError> {
         match Dataset::open(location.clone(), options.clone(), metrics.clone()).await {
             Ok(ds) => return Ok(Self::single(Arc::new(ds))),
-            Err(DatasetError::AnnData(AnnDataError::Missing { key, .. })) if key == "zarr.json" => {}
+            Err(DatasetError::AnnData(AnnDataError::Missing { key, .. })) if key == "zarr.json" => {
+            }
             Err(source) => {
                 return Err(CatalogError::Open {
                     url: location.display.clone(),
@@ -90,7 +91,9 @@ impl Catalog {
         for name in names {
             let child = location.child(&name);
             let mut child_options = options.clone();
-            child_options.dataset_name.get_or_insert_with(|| name.clone());
+            child_options
+                .dataset_name
+                .get_or_insert_with(|| name.clone());
             // Ids must be unique and URL-safe; the name stays as written.
             child_options.dataset_id = None;
             match Dataset::open(child, child_options, metrics.clone()).await {

@@ -3,8 +3,8 @@
 //! fresh clone with no files and no network.
 
 use include_dir::{Dir, DirEntry, include_dir};
-use object_store::PutPayload;
 use object_store::ObjectStoreExt;
+use object_store::PutPayload;
 use object_store::path::Path;
 
 use crate::store::{StoreLocation, StoreUrlError, memory_store, open_store_url};

@@ -4,14 +4,16 @@
 //! [`store`] (object storage, metered ranged GETs) → [`anndata`] (AnnData-on-Zarr reader) →
 //! [`model`] (the reference's rules as pure functions) → [`dataset`] (one opened atlas and its
 //! artifacts) → [`protocol`] (routes and documents) → [`http`] (transport-agnostic responses)
-//! → transports ([`serve`] locally; the Lambda binary).
+//! → transports ([`serve`] locally; [`lambda`] for AWS Lambda).
 
 pub mod anndata;
+pub mod cache;
 pub mod catalog;
-pub mod model;
-pub mod protocol;
 pub mod dataset;
 pub mod demo;
 pub mod http;
+pub mod lambda;
+pub mod model;
+pub mod protocol;
 pub mod serve;
 pub mod store;

@@ -34,7 +34,10 @@ pub enum ElementKind {
 impl ElementKind {
     /// Whether values are numbers (bools excluded).
     pub fn is_numeric(self) -> bool {
-        matches!(self, ElementKind::Int(_) | ElementKind::UInt(_) | ElementKind::Float(_))
+        matches!(
+            self,
+            ElementKind::Int(_) | ElementKind::UInt(_) | ElementKind::Float(_)
+        )
     }
 }
 
@@ -292,7 +295,11 @@ impl ZArray {
         Ok(ArraySubset::new_with_ranges(&[range]))
     }
 
-    async fn retrieve_numbers(&self, subset: &ArraySubset, purpose: &str) -> Result<Numbers, AnnDataError> {
+    async fn retrieve_numbers(
+        &self,
+        subset: &ArraySubset,
+        purpose: &str,
+    ) -> Result<Numbers, AnnDataError> {
         macro_rules! get {
             ($t:ty, $variant:ident) => {
                 Numbers::$variant(
@@ -353,7 +360,11 @@ impl ZArray {
                 found: shape.to_vec(),
             });
         };
-        if rows.end > *n_rows || cols.end > *n_cols || rows.start > rows.end || cols.start > cols.end {
+        if rows.end > *n_rows
+            || cols.end > *n_cols
+            || rows.start > rows.end
+            || cols.start > cols.end
+        {
             return Err(AnnDataError::Shape {
                 key: self.key.clone(),
                 expected: format!("at least {} x {}", rows.end, cols.end),
@@ -365,7 +376,10 @@ impl ZArray {
     }
 
     /// Read a 1-D string array.
-    pub async fn read_strings(&self, range: Option<Range<u64>>) -> Result<Vec<String>, AnnDataError> {
+    pub async fn read_strings(
+        &self,
+        range: Option<Range<u64>>,
+    ) -> Result<Vec<String>, AnnDataError> {
         let subset = self.subset_1d(range)?;
         if self.kind != ElementKind::String {
             return Err(AnnDataError::Dtype {
@@ -387,7 +401,9 @@ impl Numbers {
         use crate::model::categories::{py_bool_str, py_float_repr, py_int_str};
         match self {
             Numbers::Bool(v) => v.iter().map(|b| py_bool_str(*b).to_string()).collect(),
-            Numbers::F16(v) | Numbers::F32(v) => v.iter().map(|x| py_float_repr(f64::from(*x))).collect(),
+            Numbers::F16(v) | Numbers::F32(v) => {
+                v.iter().map(|x| py_float_repr(f64::from(*x))).collect()
+            }
             Numbers::F64(v) => v.iter().map(|x| py_float_repr(*x)).collect(),
             Numbers::U64(v) => v.iter().map(|x| x.to_string()).collect(),
             other => other.to_i64().into_iter().map(py_int_str).collect(),

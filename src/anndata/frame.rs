@@ -3,9 +3,9 @@
 
 use serde_json::{Map, Value};
 
+use super::AnnDataError;
 use super::array::{ElementKind, Numbers};
 use super::store::AnnDataStore;
-use super::AnnDataError;
 
 /// How one dataframe column is stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -180,7 +180,11 @@ impl AnnDataStore {
         })
     }
 
-    async fn column_encoding(&self, key: &str, n_rows: u64) -> Result<ColumnEncoding, AnnDataError> {
+    async fn column_encoding(
+        &self,
+        key: &str,
+        n_rows: u64,
+    ) -> Result<ColumnEncoding, AnnDataError> {
         let attrs = self.attributes(key, "a dataframe column").await?;
         let encoding = encoding_type(&attrs).unwrap_or("array").to_string();
         let check_len = |len: u64, what: &str| {
@@ -214,7 +218,9 @@ impl AnnDataStore {
                 Ok(ColumnEncoding::Strings)
             }
             "categorical" => {
-                let codes = self.array(&format!("{key}/codes"), "categorical codes").await?;
+                let codes = self
+                    .array(&format!("{key}/codes"), "categorical codes")
+                    .await?;
                 check_len(codes.len_1d()?, "codes")?;
                 if !matches!(codes.kind(), ElementKind::Int(_) | ElementKind::UInt(_)) {
                     return Err(AnnDataError::Dtype {
@@ -228,13 +234,18 @@ impl AnnDataStore {
                     .await?;
                 let n_categories = categories.len_1d()?;
                 Ok(ColumnEncoding::Categorical {
-                    ordered: attrs.get("ordered").and_then(Value::as_bool).unwrap_or(false),
+                    ordered: attrs
+                        .get("ordered")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false),
                     n_categories,
                     categories_kind: categories.kind(),
                 })
             }
             "nullable-integer" | "nullable-boolean" | "nullable-string-array" => {
-                let values = self.array(&format!("{key}/values"), "nullable values").await?;
+                let values = self
+                    .array(&format!("{key}/values"), "nullable values")
+                    .await?;
                 let mask = self.array(&format!("{key}/mask"), "nullable mask").await?;
                 check_len(values.len_1d()?, "values")?;
                 check_len(mask.len_1d()?, "mask")?;
@@ -264,10 +275,16 @@ impl AnnDataStore {
         let key = column.key.as_str();
         match &column.encoding {
             ColumnEncoding::Numeric { .. } => Ok(ColumnData::Numbers(
-                self.array(key, "a column array").await?.read_numbers(None).await?,
+                self.array(key, "a column array")
+                    .await?
+                    .read_numbers(None)
+                    .await?,
             )),
             ColumnEncoding::Strings => Ok(ColumnData::Strings(
-                self.array(key, "a string array").await?.read_strings(None).await?,
+                self.array(key, "a string array")
+                    .await?
+                    .read_strings(None)
+                    .await?,
             )),
             ColumnEncoding::Categorical { .. } => {
                 let codes = self

@@ -3,11 +3,11 @@
 
 use serde_json::Value;
 
+use super::AnnDataError;
 use super::array::ElementKind;
 use super::frame::{FrameMeta, encoding_type};
 use super::metadata::Node;
 use super::store::AnnDataStore;
-use super::AnnDataError;
 
 /// A sparse matrix element (`csr_matrix` / `csc_matrix`).
 #[derive(Debug, Clone)]
@@ -162,8 +162,12 @@ impl AnnDataStore {
                     }
                 };
                 let data = self.array(&format!("{key}/data"), "sparse data").await?;
-                let indices = self.array(&format!("{key}/indices"), "sparse indices").await?;
-                let indptr = self.array(&format!("{key}/indptr"), "sparse indptr").await?;
+                let indices = self
+                    .array(&format!("{key}/indices"), "sparse indices")
+                    .await?;
+                let indptr = self
+                    .array(&format!("{key}/indptr"), "sparse indptr")
+                    .await?;
                 let nnz = data.len_1d()?;
                 if indices.len_1d()? != nnz {
                     return Err(AnnDataError::Shape {
@@ -172,7 +176,11 @@ impl AnnDataStore {
                         found: indices.shape().to_vec(),
                     });
                 }
-                let major = if encoding == "csr_matrix" { shape[0] } else { shape[1] };
+                let major = if encoding == "csr_matrix" {
+                    shape[0]
+                } else {
+                    shape[1]
+                };
                 if indptr.len_1d()? != major + 1 {
                     return Err(AnnDataError::Shape {
                         key: format!("{key}/indptr"),

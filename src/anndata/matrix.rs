@@ -1,10 +1,10 @@
 //! Reads of matrix elements: one gene column of X (dense, CSC, or CSR in bounded row blocks),
 //! dense obsm matrices, and whole sparse matrices (the connectivity graph).
 
+use super::AnnDataError;
 use super::array::Numbers;
 use super::layout::{MatrixMeta, SparseMeta};
 use super::store::AnnDataStore;
-use super::AnnDataError;
 
 /// Non-zeros read per block when a CSR column has to be gathered by scanning rows.
 const CSR_SCAN_BLOCK_NNZ: u64 = 4 << 20;
@@ -24,8 +24,12 @@ impl AnnDataStore {
     /// Read a whole sparse matrix element.
     pub async fn read_sparse(&self, meta: &SparseMeta) -> Result<SparseArrays, AnnDataError> {
         let key = &meta.key;
-        let indptr = self.array(&format!("{key}/indptr"), "sparse indptr").await?;
-        let indices = self.array(&format!("{key}/indices"), "sparse indices").await?;
+        let indptr = self
+            .array(&format!("{key}/indptr"), "sparse indptr")
+            .await?;
+        let indices = self
+            .array(&format!("{key}/indices"), "sparse indices")
+            .await?;
         let data = self.array(&format!("{key}/data"), "sparse data").await?;
         let (indptr, indices, data) = futures::try_join!(
             indptr.read_numbers(None),
@@ -41,7 +45,10 @@ impl AnnDataStore {
 
     /// Read a dense (n × d) obsm-like matrix as row-major f32. A 1-D array is read as (n × 1);
     /// a sparse matrix is densified (obsm matrices are narrow).
-    pub async fn read_matrix_f32(&self, matrix: &MatrixMeta) -> Result<(Vec<f32>, usize), AnnDataError> {
+    pub async fn read_matrix_f32(
+        &self,
+        matrix: &MatrixMeta,
+    ) -> Result<(Vec<f32>, usize), AnnDataError> {
         match matrix {
             MatrixMeta::Absent => Ok((Vec::new(), 0)),
             MatrixMeta::Dense { key, shape, .. } => {
@@ -59,6 +66,7 @@ impl AnnDataStore {
                 let mut out = vec![0f32; (rows * cols) as usize];
                 let values = arrays.data.to_f32();
                 let is_csr = matches!(matrix, MatrixMeta::Csr(_));
+                #[allow(clippy::needless_range_loop)] // indexes two arrays in step
                 for major in 0..arrays.indptr.len().saturating_sub(1) {
                     let (start, end) = (arrays.indptr[major], arrays.indptr[major + 1]);
                     for j in start.max(0) as usize..(end.max(0) as usize).min(values.len()) {
@@ -71,7 +79,9 @@ impl AnnDataStore {
                         if r < 0 || c < 0 || r as u64 >= rows || c as u64 >= cols {
                             return Err(AnnDataError::Metadata {
                                 key: format!("{}/indices", meta.key),
-                                reason: format!("index {minor} out of bounds for shape {rows} x {cols}"),
+                                reason: format!(
+                                    "index {minor} out of bounds for shape {rows} x {cols}"
+                                ),
                             });
                         }
                         out[(r as u64 * cols + c as u64) as usize] += values[j];
@@ -121,7 +131,10 @@ impl AnnDataStore {
             other => {
                 return Err(AnnDataError::Metadata {
                     key: format!("{key}/indptr"),
-                    reason: format!("invalid column bounds {other:?} for {} stored entries", meta.nnz),
+                    reason: format!(
+                        "invalid column bounds {other:?} for {} stored entries",
+                        meta.nnz
+                    ),
                 });
             }
         };
@@ -129,7 +142,9 @@ impl AnnDataStore {
         if start == end {
             return Ok(column);
         }
-        let indices = self.array(&format!("{key}/indices"), "sparse indices").await?;
+        let indices = self
+            .array(&format!("{key}/indices"), "sparse indices")
+            .await?;
         let data = self.array(&format!("{key}/data"), "sparse data").await?;
         let (indices, data) = futures::try_join!(
             indices.read_numbers(Some(start..end)),
@@ -152,7 +167,9 @@ impl AnnDataStore {
             .read_numbers(None)
             .await?
             .to_i64();
-        let indices_array = self.array(&format!("{key}/indices"), "sparse indices").await?;
+        let indices_array = self
+            .array(&format!("{key}/indices"), "sparse indices")
+            .await?;
         let data_array = self.array(&format!("{key}/data"), "sparse data").await?;
         let mut column = vec![0f32; n_obs as usize];
         let mut row = 0usize;
@@ -160,7 +177,9 @@ impl AnnDataStore {
             // Grow a block of rows up to about CSR_SCAN_BLOCK_NNZ stored entries.
             let block_start = row;
             let first = indptr[row].max(0) as u64;
-            while row < n_obs as usize && (indptr[row + 1].max(0) as u64).saturating_sub(first) <= CSR_SCAN_BLOCK_NNZ {
+            while row < n_obs as usize
+                && (indptr[row + 1].max(0) as u64).saturating_sub(first) <= CSR_SCAN_BLOCK_NNZ
+            {
                 row += 1;
             }
             if row == block_start {
@@ -170,11 +189,15 @@ impl AnnDataStore {
             if last <= first {
                 continue;
             }
-            let indices = indices_array.read_numbers(Some(first..last)).await?.to_i64();
+            let indices = indices_array
+                .read_numbers(Some(first..last))
+                .await?
+                .to_i64();
             let hits: Vec<(usize, usize)> = (block_start..row)
                 .flat_map(|r| {
                     let s = (indptr[r].max(0) as u64).saturating_sub(first) as usize;
-                    let e = ((indptr[r + 1].max(0) as u64).min(last)).saturating_sub(first) as usize;
+                    let e =
+                        ((indptr[r + 1].max(0) as u64).min(last)).saturating_sub(first) as usize;
                     let indices = &indices;
                     (s..e.min(indices.len()))
                         .filter(move |&j| indices[j] == gene as i64)
@@ -195,7 +218,12 @@ impl AnnDataStore {
     }
 }
 
-fn scatter(column: &mut [f32], rows: &[i64], values: &[f32], key: &str) -> Result<(), AnnDataError> {
+fn scatter(
+    column: &mut [f32],
+    rows: &[i64],
+    values: &[f32],
+    key: &str,
+) -> Result<(), AnnDataError> {
     for (&r, &v) in rows.iter().zip(values) {
         match column.get_mut(usize::try_from(r).unwrap_or(usize::MAX)) {
             Some(slot) => *slot += v,

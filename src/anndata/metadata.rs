@@ -49,7 +49,9 @@ impl RawNode {
                 attrs,
             } => v2_array(&join(path, ".zarray"), array, attrs),
             RawNode::V2 { array: None, attrs } => Ok(Node::Group(
-                attrs.and_then(|a| a.as_object().cloned()).unwrap_or_default(),
+                attrs
+                    .and_then(|a| a.as_object().cloned())
+                    .unwrap_or_default(),
             )),
             RawNode::V3(value) => v3_node(&join(path, "zarr.json"), value),
         }
@@ -86,6 +88,8 @@ pub struct MetadataTree {
     /// Raw bytes of the consolidated document (the fingerprint source), if any.
     consolidated_bytes: Option<Bytes>,
     nodes: Mutex<HashMap<String, Option<Node>>>,
+    /// ETag (or modification time) of the root metadata document.
+    source_version: Option<String>,
     /// Consolidated entries not parsed yet.
     raw: Mutex<HashMap<String, RawNode>>,
     /// All paths known from consolidated metadata, in document order (for child listing).
@@ -155,27 +159,32 @@ impl MetadataTree {
     /// without consolidated metadata); if absent, the root `.zgroup` (v2 without
     /// consolidation). A consolidated store therefore costs one GET for v2 and two for v3.
     pub async fn open(storage: &ObjectStoreZarr) -> Result<Self, AnnDataError> {
-        if let Some(bytes) = storage
-            .get_key(".zmetadata")
+        if let Some((bytes, version)) = storage
+            .get_key_versioned(".zmetadata")
             .await
             .map_err(|e| storage_error(".zmetadata", e))?
         {
-            return Self::from_v2_consolidated(bytes);
+            let mut tree = Self::from_v2_consolidated(bytes)?;
+            tree.source_version = Some(version);
+            return Ok(tree);
         }
-        if let Some(bytes) = storage
-            .get_key("zarr.json")
+        if let Some((bytes, version)) = storage
+            .get_key_versioned("zarr.json")
             .await
             .map_err(|e| storage_error("zarr.json", e))?
         {
-            return Self::from_v3_root(bytes);
+            let mut tree = Self::from_v3_root(bytes)?;
+            tree.source_version = Some(version);
+            return Ok(tree);
         }
-        if storage
-            .get_key(".zgroup")
+        if let Some((_, version)) = storage
+            .get_key_versioned(".zgroup")
             .await
             .map_err(|e| storage_error(".zgroup", e))?
-            .is_some()
         {
-            return Ok(Self::unconsolidated(ZarrFormat::V2));
+            let mut tree = Self::unconsolidated(ZarrFormat::V2);
+            tree.source_version = Some(version);
+            return Ok(tree);
         }
         Err(AnnDataError::Missing {
             key: "zarr.json".into(),
@@ -190,6 +199,7 @@ impl MetadataTree {
             consolidated_bytes: None,
             nodes: Mutex::new(HashMap::new()),
             raw: Mutex::new(HashMap::new()),
+            source_version: None,
             known_paths: Vec::new(),
         }
     }
@@ -241,6 +251,7 @@ impl MetadataTree {
             consolidated_bytes: Some(bytes),
             nodes: Mutex::new(HashMap::new()),
             raw: Mutex::new(raw),
+            source_version: None,
             known_paths,
         })
     }
@@ -283,6 +294,11 @@ impl MetadataTree {
     /// Whether the whole tree came from consolidated metadata.
     pub fn is_consolidated(&self) -> bool {
         self.consolidated
+    }
+
+    /// Version (ETag or modification time) of the root metadata document.
+    pub fn source_version(&self) -> Option<&str> {
+        self.source_version.as_deref()
     }
 
     /// Bytes of the consolidated metadata document, when there is one.
@@ -350,7 +366,8 @@ impl MetadataTree {
         let attrs_key = join(path, ".zattrs");
         let array_key = join(path, ".zarray");
         let group_key = join(path, ".zgroup");
-        let (attrs, array) = futures::join!(storage.get_key(&attrs_key), storage.get_key(&array_key));
+        let (attrs, array) =
+            futures::join!(storage.get_key(&attrs_key), storage.get_key(&array_key));
         let attrs = attrs.map_err(|e| storage_error(&attrs_key, e))?;
         let array = array.map_err(|e| storage_error(&array_key, e))?;
         let attrs = match attrs {
@@ -358,7 +375,11 @@ impl MetadataTree {
             None => None,
         };
         if let Some(array) = array {
-            return Ok(Some(v2_array(&array_key, parse_json(&array_key, &array)?, attrs)?));
+            return Ok(Some(v2_array(
+                &array_key,
+                parse_json(&array_key, &array)?,
+                attrs,
+            )?));
         }
         let group = storage
             .get_key(&group_key)
@@ -366,7 +387,9 @@ impl MetadataTree {
             .map_err(|e| storage_error(&group_key, e))?;
         if group.is_some() || attrs.is_some() {
             return Ok(Some(Node::Group(
-                attrs.and_then(|a| a.as_object().cloned()).unwrap_or_default(),
+                attrs
+                    .and_then(|a| a.as_object().cloned())
+                    .unwrap_or_default(),
             )));
         }
         Ok(None)

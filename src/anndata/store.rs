@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use super::AnnDataError;
 use super::array::ZArray;
 use super::metadata::{MetadataTree, Node, ZarrFormat};
-use super::AnnDataError;
 use crate::store::{ObjectStoreZarr, ReadMetrics, StoreLocation};
 
 /// An opened AnnData-Zarr store.
@@ -19,7 +19,10 @@ pub struct AnnDataStore {
 
 impl AnnDataStore {
     /// Open the store at `location`: reads its (consolidated) metadata, nothing else.
-    pub async fn open(location: StoreLocation, metrics: Arc<ReadMetrics>) -> Result<Self, AnnDataError> {
+    pub async fn open(
+        location: StoreLocation,
+        metrics: Arc<ReadMetrics>,
+    ) -> Result<Self, AnnDataError> {
         let storage = Arc::new(ObjectStoreZarr::new(
             location.store.clone(),
             location.prefix.clone(),
@@ -59,7 +62,11 @@ impl AnnDataStore {
     }
 
     /// Attributes of the node at `key`; an error naming `expected` if there is no node.
-    pub async fn attributes(&self, key: &str, expected: &str) -> Result<Map<String, Value>, AnnDataError> {
+    pub async fn attributes(
+        &self,
+        key: &str,
+        expected: &str,
+    ) -> Result<Map<String, Value>, AnnDataError> {
         match self.node(key).await? {
             Some(node) => Ok(node.attributes().clone()),
             None => Err(AnnDataError::Missing {

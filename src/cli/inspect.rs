@@ -34,7 +34,10 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<()> {
 
     let names: Vec<&str> = ds.obs_fields().iter().map(|f| f.name.as_str()).collect();
     for (safe, members) in collisions(&names) {
-        let list: Vec<&str> = members.iter().filter_map(|&i| names.get(i).copied()).collect();
+        let list: Vec<&str> = members
+            .iter()
+            .filter_map(|&i| names.get(i).copied())
+            .collect();
         warnings.push(format!(
             "obs fields {list:?} share the URL name `{safe}`: the viewer can only load the first"
         ));
@@ -133,15 +136,25 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<()> {
         println!("  {dim}D from obsm `{key}`");
     }
     println!("X            {}", layout.x.kind_name());
-    println!("latent key   {}", ds.latent_key().unwrap_or("(none: outliers will be 0)"));
+    println!(
+        "latent key   {}",
+        ds.latent_key().unwrap_or("(none: outliers will be 0)")
+    );
     println!(
         "connectivity {}",
-        if ds.has_connectivity() { "obsp['connectivities']" } else { "none" }
+        if ds.has_connectivity() {
+            "obsp['connectivities']"
+        } else {
+            "none"
+        }
     );
     match ds.vector_fields() {
         Some(v) => {
             for f in &v.fields {
-                println!("vectors      {} {:?}D ({})", f.id, f.available_dimensions, f.label);
+                println!(
+                    "vectors      {} {:?}D ({})",
+                    f.id, f.available_dimensions, f.label
+                );
             }
         }
         None => println!("vectors      none"),

@@ -93,7 +93,9 @@ impl AtlasArgs {
 pub fn init_logging(global: &GlobalArgs) {
     let filter = tracing_subscriber::EnvFilter::try_new(&global.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match global.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -116,4 +118,13 @@ pub async fn open_location(
         Some(url) => cellucid_edge::store::open_store_url(url)?,
         None => cellucid_edge::demo::demo_location().await?,
     })
+}
+
+/// Open a cache URL; a local cache directory is created when missing.
+pub fn open_cache_url(url: &str) -> anyhow::Result<cellucid_edge::store::StoreLocation> {
+    let local = url.strip_prefix("file://").unwrap_or(url);
+    if !url.contains("://") || url.starts_with("file://") {
+        std::fs::create_dir_all(local)?;
+    }
+    Ok(cellucid_edge::store::open_store_url(url)?)
 }

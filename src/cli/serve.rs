@@ -6,11 +6,12 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 
+use cellucid_edge::cache::ArtifactCache;
 use cellucid_edge::catalog::Catalog;
 use cellucid_edge::http::{App, AppConfig, CorsPolicy, ServerIdentity};
 use cellucid_edge::store::ReadMetrics;
 
-use super::AtlasArgs;
+use super::{AtlasArgs, open_cache_url};
 
 /// Arguments of `serve`.
 #[derive(Debug, Args)]
@@ -30,6 +31,10 @@ pub struct ServeArgs {
     /// Bytes of rendered artifacts kept in memory.
     #[arg(long, default_value_t = 256 << 20)]
     pub memory_cache_bytes: u64,
+    /// Cache prefix URL (a path, file://, s3://bucket/prefix): derived artifacts are read from
+    /// and written back to it, and genes are served from the gene-major pack `precompute` builds.
+    #[arg(long, env = "CELLUCID_CACHE_URL")]
+    pub cache: Option<String>,
     #[command(flatten)]
     pub atlas: AtlasArgs,
 }
@@ -46,9 +51,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}:{}", args.host, args.port))?;
     let local = listener.local_addr()?;
+    let cache = match &args.cache {
+        Some(url) => Some(ArtifactCache::new(
+            &open_cache_url(url).with_context(|| format!("opening cache {url}"))?,
+            Arc::new(ReadMetrics::default()),
+        )),
+        None => None,
+    };
     let config = AppConfig {
         cors: CorsPolicy::from_list(&args.cors),
         memory_cache_bytes: args.memory_cache_bytes,
+        cache,
         identity: ServerIdentity {
             host: args.host.to_string(),
             port: local.port(),
@@ -73,7 +86,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let encoded: String = url::form_urlencoded::byte_serialize(base.as_bytes()).collect();
     if app.catalog().is_multi() {
         for ds in app.catalog().datasets() {
-            println!("viewer link: https://www.cellucid.com/?remote={encoded}&dataset={}", ds.id());
+            println!(
+                "viewer link: https://www.cellucid.com/?remote={encoded}&dataset={}",
+                ds.id()
+            );
         }
     } else {
         println!("viewer link: https://www.cellucid.com/?remote={encoded}");

@@ -30,7 +30,9 @@ impl Dataset {
     pub async fn identity(&self) -> Result<Bytes, DatasetError> {
         self.documents
             .identity
-            .get_or_try_init(|| async { Ok::<_, DatasetError>(to_bytes(&self.identity_value().await?)) })
+            .get_or_try_init(|| async {
+                Ok::<_, DatasetError>(to_bytes(&self.identity_value().await?))
+            })
             .await
             .cloned()
     }
@@ -75,7 +77,10 @@ impl Dataset {
             .collect();
         let mut embeddings = Map::new();
         embeddings.insert("available_dimensions".into(), json!(dims));
-        embeddings.insert("default_dimension".into(), json!(self.umap.default_dimension()));
+        embeddings.insert(
+            "default_dimension".into(),
+            json!(self.umap.default_dimension()),
+        );
         embeddings.insert("files".into(), Value::Object(files));
         if let Some(resolution) = &self.umap.umap_resolution {
             embeddings.insert("umap_resolution".into(), resolution.clone());
@@ -128,7 +133,9 @@ impl Dataset {
     pub async fn obs_manifest(&self) -> Result<Bytes, DatasetError> {
         self.documents
             .obs_manifest
-            .get_or_try_init(|| async { Ok::<_, DatasetError>(to_bytes(&self.obs_manifest_value().await?)) })
+            .get_or_try_init(|| async {
+                Ok::<_, DatasetError>(to_bytes(&self.obs_manifest_value().await?))
+            })
             .await
             .cloned()
     }
@@ -156,7 +163,10 @@ impl Dataset {
                             &cat.labels,
                             &self.centroid_params,
                         )?;
-                        by_dim.insert(dim.to_string(), serde_json::to_value(centroids).unwrap_or_default());
+                        by_dim.insert(
+                            dim.to_string(),
+                            serde_json::to_value(centroids).unwrap_or_default(),
+                        );
                     }
                     categorical.push(json!([
                         field.name,

@@ -100,7 +100,13 @@ pub fn categorical_view(data: &ColumnData) -> Categorized {
             let labels = category_labels(categories);
             let codes = codes
                 .iter()
-                .map(|&c| if c < 0 { -1 } else { i32::try_from(c).unwrap_or(-1) })
+                .map(|&c| {
+                    if c < 0 {
+                        -1
+                    } else {
+                        i32::try_from(c).unwrap_or(-1)
+                    }
+                })
                 .collect();
             (labels, codes)
         }

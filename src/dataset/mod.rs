@@ -15,7 +15,9 @@ use crate::anndata::{AnnDataLayout, AnnDataStore, ColumnMeta, MatrixMeta};
 use crate::model::categories::{CodesBuffer, encode_codes};
 use crate::model::centroids::CentroidParams;
 use crate::model::edges::{Edges, connectivity_edges_csr};
-use crate::model::embedding::{EmbeddingNorm, count_non_finite, normalize_embedding, scale_vector_field};
+use crate::model::embedding::{
+    EmbeddingNorm, count_non_finite, normalize_embedding, scale_vector_field,
+};
 use crate::model::latent::detect_latent_key;
 use crate::model::outliers::outlier_quantiles;
 use crate::model::safe_name::{GeneIndex, first_matching_safe_name, safe_name};
@@ -94,6 +96,9 @@ pub struct Embedding {
 
 type Memo<T> = Arc<OnceCell<Arc<T>>>;
 
+/// Latent matrix (row-major values, columns).
+type Latent = (Vec<f32>, usize);
+
 /// An opened atlas.
 #[derive(Debug)]
 pub struct Dataset {
@@ -113,7 +118,7 @@ pub struct Dataset {
     embeddings: [OnceCell<Arc<Embedding>>; 3],
     categorical: Mutex<HashMap<usize, Memo<CategoricalField>>>,
     continuous: Mutex<HashMap<usize, Memo<Vec<f32>>>>,
-    latent: OnceCell<Option<Arc<(Vec<f32>, usize)>>>,
+    latent: OnceCell<Option<Arc<Latent>>>,
     edges: OnceCell<Option<Arc<Edges>>>,
     documents: documents::DocumentCache,
 }
@@ -162,14 +167,19 @@ impl Dataset {
             .dataset_name
             .clone()
             .unwrap_or_else(|| store.location().name.clone());
-        let id = options.dataset_id.clone().unwrap_or_else(|| safe_name(&name));
+        let id = options
+            .dataset_id
+            .clone()
+            .unwrap_or_else(|| safe_name(&name));
         let created_at = time::OffsetDateTime::now_utc()
             .format(&time::macros::format_description!(
                 "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
             ))
             .unwrap_or_default();
-        let centroid_params =
-            CentroidParams::sanitized(options.centroid_outlier_quantile, options.centroid_min_points);
+        let centroid_params = CentroidParams::sanitized(
+            options.centroid_outlier_quantile,
+            options.centroid_min_points,
+        );
         Ok(Dataset {
             store,
             layout,
@@ -353,7 +363,7 @@ impl Dataset {
             .ok_or_else(|| DatasetError::NotFound(format!("Obs field not found: #{index}")))
     }
 
-    async fn latent(&self) -> Result<Option<Arc<(Vec<f32>, usize)>>, DatasetError> {
+    async fn latent(&self) -> Result<Option<Arc<Latent>>, DatasetError> {
         self.latent
             .get_or_try_init(|| async {
                 let Some(key) = &self.latent_key else {
@@ -465,7 +475,9 @@ impl Dataset {
             .as_ref()
             .and_then(|v| v.obsm_key(field, dim))
             .ok_or_else(|| {
-                DatasetError::NotFound(format!("Vector field '{field}' does not provide {dim}D data"))
+                DatasetError::NotFound(format!(
+                    "Vector field '{field}' does not provide {dim}D data"
+                ))
             })?
             .to_string();
         let embedding = self.embedding(dim).await?;

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::cors::CorsPolicy;
 use super::encoding::{accepts_gzip, gzip};
+use crate::cache::{ArtifactCache, GenePack, fingerprint};
 use crate::catalog::Catalog;
 use crate::dataset::{Dataset, DatasetError};
 use crate::protocol::{Artifact, ArtifactKind, Route, decode_path, parse_route, resolve_artifact};
@@ -34,6 +35,8 @@ pub struct AppConfig {
     pub cors: CorsPolicy,
     /// Bytes of rendered artifacts kept in memory.
     pub memory_cache_bytes: u64,
+    /// The cache prefix (derived artifacts memoised on object storage), if any.
+    pub cache: Option<ArtifactCache>,
     /// `/_cellucid/info` host and port.
     pub identity: ServerIdentity,
 }
@@ -43,6 +46,7 @@ impl Default for AppConfig {
         AppConfig {
             cors: CorsPolicy::default(),
             memory_cache_bytes: 256 << 20,
+            cache: None,
             identity: ServerIdentity {
                 host: "127.0.0.1".into(),
                 port: 8765,
@@ -51,35 +55,62 @@ impl Default for AppConfig {
     }
 }
 
-/// A rendered artifact: the body, its gzip form, and their ETags.
+/// A rendered artifact: its gzip body (what is stored and usually sent), the identity body when
+/// at hand, and the ETag digest (a function of the cache fingerprint and the artifact, so it
+/// never changes for the same source data).
 #[derive(Debug)]
 struct Rendered {
-    body: Bytes,
     gzipped: Bytes,
+    body: Option<Bytes>,
     digest: String,
 }
 
 impl Rendered {
-    fn new(body: Bytes) -> Self {
-        let digest = hex::encode(&Sha256::digest(&body)[..16]);
-        let gzipped = gzip(&body);
-        Rendered {
-            body,
-            gzipped,
-            digest,
-        }
+    fn weight(&self) -> u32 {
+        let body = self.body.as_ref().map_or(0, Bytes::len);
+        u32::try_from(self.gzipped.len() + body + 64).unwrap_or(u32::MAX)
     }
 
-    fn weight(&self) -> u32 {
-        u32::try_from(self.body.len() + self.gzipped.len() + 64).unwrap_or(u32::MAX)
+    /// The uncompressed body (inflated on demand when only the gzip form is held).
+    fn identity(&self) -> Result<Bytes, DatasetError> {
+        if let Some(body) = &self.body {
+            return Ok(body.clone());
+        }
+        use std::io::Read;
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&self.gzipped[..])
+            .read_to_end(&mut out)
+            .map_err(|e| {
+                DatasetError::Unsupported(format!("cached artifact is not valid gzip: {e}"))
+            })?;
+        Ok(Bytes::from(out))
     }
 }
+
+fn etag_digest(fingerprint: &str, key: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(fingerprint.as_bytes());
+    hasher.update(b"\0");
+    hasher.update(key.as_bytes());
+    hex::encode(&hasher.finalize()[..12])
+}
+
+/// Per-atlas cache state: fingerprint and the gene pack index (loaded once per process; a
+/// missing pack is looked up again after a minute, so a precompute run is picked up).
+#[derive(Debug)]
+struct AtlasCacheState {
+    fingerprint: String,
+    gene_pack: tokio::sync::Mutex<Option<(Instant, Option<Arc<GenePack>>)>>,
+}
+
+const GENE_PACK_RECHECK: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The application: a catalogue plus the HTTP rules around it.
 pub struct App {
     catalog: Catalog,
     config: AppConfig,
     rendered: moka::future::Cache<(String, Artifact), Arc<Rendered>>,
+    atlases: std::collections::HashMap<String, AtlasCacheState>,
 }
 
 impl std::fmt::Debug for App {
@@ -91,8 +122,22 @@ impl std::fmt::Debug for App {
 /// How an artifact was obtained (reported in `Server-Timing`).
 #[derive(Debug, Clone, Copy)]
 enum Outcome {
+    /// In-process LRU.
     Memory,
+    /// One GET of the cache prefix.
+    Cache,
+    /// Computed from the source store.
     Computed,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Memory => "memory",
+            Outcome::Cache => "cache",
+            Outcome::Computed => "computed",
+        }
+    }
 }
 
 struct Ctx<'a> {
@@ -107,10 +152,24 @@ impl App {
             .max_capacity(config.memory_cache_bytes)
             .weigher(|_k: &(String, Artifact), v: &Arc<Rendered>| v.weight())
             .build();
+        let atlases = catalog
+            .datasets()
+            .iter()
+            .map(|d| {
+                (
+                    d.id().to_string(),
+                    AtlasCacheState {
+                        fingerprint: fingerprint(d),
+                        gene_pack: tokio::sync::Mutex::new(None),
+                    },
+                )
+            })
+            .collect();
         App {
             catalog,
             config,
             rendered,
+            atlases,
         }
     }
 
@@ -126,6 +185,10 @@ impl App {
 
     /// Answer one request. Never panics on input; internal failures become a 500 without
     /// details (they go to the log).
+    ///
+    /// A transport may attach a [`ServerIdentity`] request extension: `/_cellucid/info` then
+    /// reports it instead of [`AppConfig::identity`] (the Lambda adapter does, from the
+    /// request's `Host`, since behind a gateway the bound address means nothing to a client).
     pub async fn handle<B>(&self, request: &Request<B>) -> Response<Bytes> {
         let started = Instant::now();
         let reads = Arc::new(ReadMetrics::default());
@@ -172,14 +235,20 @@ impl App {
 
     fn add_common_headers(&self, headers: &mut HeaderMap, origin: Option<&str>) {
         if self.config.cors.allows_any() {
-            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                HeaderValue::from_static("*"),
+            );
         } else if let Some(origin) = origin
             && self.config.cors.allows(origin)
             && let Ok(v) = HeaderValue::from_str(origin)
         {
             headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
         }
-        headers.insert(header::VARY, HeaderValue::from_static("Origin, Accept-Encoding"));
+        headers.insert(
+            header::VARY,
+            HeaderValue::from_static("Origin, Accept-Encoding"),
+        );
         headers.insert(
             header::ACCESS_CONTROL_ALLOW_METHODS,
             HeaderValue::from_static("GET, HEAD, OPTIONS"),
@@ -190,7 +259,9 @@ impl App {
         );
         headers.insert(
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static("Content-Length, Content-Encoding, Content-Range, ETag, Server-Timing"),
+            HeaderValue::from_static(
+                "Content-Length, Content-Encoding, Content-Range, ETag, Server-Timing",
+            ),
         );
         headers
             .entry(header::CACHE_CONTROL)
@@ -219,8 +290,10 @@ impl App {
             }
             _ => {
                 let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed");
-                r.headers_mut()
-                    .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, OPTIONS"));
+                r.headers_mut().insert(
+                    header::ALLOW,
+                    HeaderValue::from_static("GET, HEAD, OPTIONS"),
+                );
                 return r;
             }
         }
@@ -257,7 +330,7 @@ impl App {
             return text(StatusCode::NOT_FOUND, "Not found");
         };
         if route.is_control() {
-            return self.control(&route);
+            return self.control(&route, request.extensions().get::<ServerIdentity>());
         }
         let Some(dataset) = dataset else {
             return text(StatusCode::NOT_FOUND, "Not found");
@@ -268,7 +341,8 @@ impl App {
         }
     }
 
-    fn control(&self, route: &Route) -> Response<Bytes> {
+    fn control(&self, route: &Route, identity: Option<&ServerIdentity>) -> Response<Bytes> {
+        let identity = identity.unwrap_or(&self.config.identity);
         let first = self.catalog.first();
         let version = env!("CARGO_PKG_VERSION");
         let body = match route {
@@ -285,8 +359,8 @@ impl App {
                 "version": version,
                 "type": "anndata",
                 "format": "zarr",
-                "host": self.config.identity.host,
-                "port": self.config.identity.port,
+                "host": identity.host,
+                "port": identity.port,
                 "n_cells": first.n_cells(),
                 "n_genes": first.n_genes(),
                 "is_backed": false,
@@ -316,6 +390,103 @@ impl App {
         r
     }
 
+    /// The fingerprint of atlas `id` (cache key prefix).
+    pub fn fingerprint(&self, id: &str) -> Option<&str> {
+        self.atlases.get(id).map(|a| a.fingerprint.as_str())
+    }
+
+    async fn gene_pack(&self, dataset: &Dataset) -> Option<Arc<GenePack>> {
+        let cache = self.config.cache.as_ref()?;
+        let state = self.atlases.get(dataset.id())?;
+        let mut slot = state.gene_pack.lock().await;
+        if let Some((checked, pack)) = slot.as_ref()
+            && (pack.is_some() || checked.elapsed() < GENE_PACK_RECHECK)
+        {
+            return pack.clone();
+        }
+        let pack = match GenePack::load(cache, &state.fingerprint, dataset.n_genes()).await {
+            Ok(pack) => pack.map(Arc::new),
+            Err(e) => {
+                tracing::warn!(target: "cellucid_edge::cache", "gene pack unavailable: {e}");
+                None
+            }
+        };
+        *slot = Some((Instant::now(), pack.clone()));
+        pack
+    }
+
+    /// Memory → cache prefix (one GET) → compute, writing computed artifacts back create-only.
+    async fn load_or_compute(
+        &self,
+        dataset: &Dataset,
+        artifact: &Artifact,
+    ) -> Result<(Rendered, Outcome), DatasetError> {
+        let key = artifact.cache_key();
+        let fingerprint = self
+            .fingerprint(dataset.id())
+            .unwrap_or_default()
+            .to_string();
+        let digest = etag_digest(&fingerprint, &key);
+        if let Some(cache) = &self.config.cache {
+            let cached = match artifact {
+                Artifact::Gene(index) => match self.gene_pack(dataset).await {
+                    Some(pack) => match pack.read(cache, &fingerprint, *index).await {
+                        Ok(bytes) => Some(bytes),
+                        Err(e) => {
+                            tracing::warn!(target: "cellucid_edge::cache", "gene pack read failed: {e}");
+                            None
+                        }
+                    },
+                    None => None,
+                },
+                _ => match cache.get(&fingerprint, &key).await {
+                    Ok(found) => found,
+                    Err(e) => {
+                        tracing::warn!(target: "cellucid_edge::cache", "cache read failed: {e}");
+                        None
+                    }
+                },
+            };
+            if let Some(gzipped) = cached {
+                let rendered = Rendered {
+                    gzipped,
+                    body: None,
+                    digest,
+                };
+                return Ok((rendered, Outcome::Cache));
+            }
+        }
+        let body = artifact.compute(dataset).await?;
+        let gzipped = {
+            let body = body.clone();
+            tokio::task::spawn_blocking(move || gzip(&body))
+                .await
+                .map_err(|e| DatasetError::Unsupported(format!("compression task failed: {e}")))?
+        };
+        // Genes are not written one by one: precompute builds the gene-major pack.
+        if let Some(cache) = &self.config.cache
+            && !matches!(artifact, Artifact::Gene(_))
+            && let Err(e) = cache
+                .put(
+                    &fingerprint,
+                    &key,
+                    gzipped.clone(),
+                    artifact.kind().content_type(),
+                )
+                .await
+        {
+            tracing::warn!(target: "cellucid_edge::cache", "cache write failed (request still served): {e}");
+        }
+        Ok((
+            Rendered {
+                gzipped,
+                body: Some(body),
+                digest,
+            },
+            Outcome::Computed,
+        ))
+    }
+
     async fn render(
         &self,
         dataset: &Arc<Dataset>,
@@ -325,17 +496,19 @@ impl App {
         if let Some(found) = self.rendered.get(&key).await {
             return Ok((found, Outcome::Memory));
         }
+        let outcome = std::sync::Mutex::new(Outcome::Memory);
         let rendered = self
             .rendered
             .try_get_with(key, async {
-                let body = artifact.compute(dataset).await?;
-                let rendered = tokio::task::spawn_blocking(move || Rendered::new(body))
-                    .await
-                    .map_err(|e| DatasetError::Unsupported(format!("render task failed: {e}")))?;
+                let (rendered, how) = self.load_or_compute(dataset, artifact).await?;
+                if let Ok(mut slot) = outcome.lock() {
+                    *slot = how;
+                }
                 Ok::<_, DatasetError>(Arc::new(rendered))
             })
             .await?;
-        Ok((rendered, Outcome::Computed))
+        let how = outcome.lock().map(|o| *o).unwrap_or(Outcome::Memory);
+        Ok((rendered, how))
     }
 
     async fn artifact_response(
@@ -348,18 +521,31 @@ impl App {
         let (rendered, outcome) = self.render(dataset, &artifact).await?;
         let kind = artifact.kind();
         let raw_gzip = route.is_raw_gzip();
-        let gzip_ok = accepts_gzip(ctx.headers.get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()));
+        let gzip_ok = accepts_gzip(
+            ctx.headers
+                .get(header::ACCEPT_ENCODING)
+                .and_then(|v| v.to_str().ok()),
+        );
         let (body, encoding, etag) = if raw_gzip {
-            (rendered.gzipped.clone(), None, format!("\"{}-gzfile\"", rendered.digest))
+            (
+                rendered.gzipped.clone(),
+                None,
+                format!("\"{}-gzfile\"", rendered.digest),
+            )
         } else if gzip_ok {
-            (rendered.gzipped.clone(), Some("gzip"), format!("\"{}-gz\"", rendered.digest))
+            (
+                rendered.gzipped.clone(),
+                Some("gzip"),
+                format!("\"{}-gz\"", rendered.digest),
+            )
         } else {
-            (rendered.body.clone(), None, format!("\"{}\"", rendered.digest))
+            (
+                rendered.identity().map_err(Arc::new)?,
+                None,
+                format!("\"{}\"", rendered.digest),
+            )
         };
-        let outcome = match outcome {
-            Outcome::Memory => "memory",
-            Outcome::Computed => "computed",
-        };
+        let outcome = outcome.as_str();
         let not_modified = ctx
             .headers
             .get(header::IF_NONE_MATCH)

@@ -129,9 +129,9 @@ pub async fn resolve_artifact(dataset: &Dataset, route: &Route) -> Result<Artifa
         Route::Obs {
             component, payload, ..
         } => {
-            let index = dataset
-                .resolve_obs_field(component)
-                .ok_or_else(|| DatasetError::NotFound(format!("Obs field not found: {component}")))?;
+            let index = dataset.resolve_obs_field(component).ok_or_else(|| {
+                DatasetError::NotFound(format!("Obs field not found: {component}"))
+            })?;
             match payload {
                 ObsPayload::Values => Artifact::ObsValues(index),
                 ObsPayload::Codes => Artifact::ObsCodes(index),
@@ -147,7 +147,9 @@ pub async fn resolve_artifact(dataset: &Dataset, route: &Route) -> Result<Artifa
         }
         Route::Edges { source, .. } => {
             if !dataset.has_connectivity() {
-                return Err(DatasetError::NotFound("Connectivity data not available".into()));
+                return Err(DatasetError::NotFound(
+                    "Connectivity data not available".into(),
+                ));
             }
             if *source {
                 Artifact::EdgesSrc

@@ -296,7 +296,10 @@ mod tests {
 
     #[test]
     fn decoding_is_strict() {
-        assert_eq!(decode_path("/var/a%20b.values.f32?x=1").as_deref(), Ok("/var/a b.values.f32"));
+        assert_eq!(
+            decode_path("/var/a%20b.values.f32?x=1").as_deref(),
+            Ok("/var/a b.values.f32")
+        );
         assert_eq!(decode_path("/a+b").as_deref(), Ok("/a+b"));
         assert_eq!(decode_path("/%zz"), Err(PathError::BadEncoding));
         assert_eq!(decode_path("/%4"), Err(PathError::BadEncoding));

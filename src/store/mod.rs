@@ -11,5 +11,5 @@ pub use zarr_adapter::ObjectStoreZarr;
 
 /// Per-request read metering.
 pub mod zarr_adapter_reads {
-    pub use super::zarr_adapter::REQUEST_READS;
+    pub use super::zarr_adapter::{REQUEST_READS, record_get};
 }

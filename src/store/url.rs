@@ -9,6 +9,7 @@ use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
+use object_store::signer::Signer;
 
 /// An opened store: a backend plus the prefix under which the atlas lives.
 #[derive(Clone, Debug)]
@@ -24,6 +25,8 @@ pub struct StoreLocation {
     pub name: String,
     /// Whether the backend is a local directory (`file://` or a plain path).
     pub is_local: bool,
+    /// URL signer of the backend, when it can presign (S3).
+    pub signer: Option<Arc<dyn Signer>>,
 }
 
 impl StoreLocation {
@@ -35,6 +38,7 @@ impl StoreLocation {
             display: format!("{}/{}", self.display.trim_end_matches('/'), segment),
             name: segment.to_string(),
             is_local: self.is_local,
+            signer: self.signer.clone(),
         }
     }
 }
@@ -43,7 +47,9 @@ impl StoreLocation {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreUrlError {
     /// The URL scheme is not one we serve.
-    #[error("unsupported store URL scheme `{scheme}` in `{url}` (use a path, file://, s3:// or memory://)")]
+    #[error(
+        "unsupported store URL scheme `{scheme}` in `{url}` (use a path, file://, s3:// or memory://)"
+    )]
     UnsupportedScheme {
         /// Scheme found.
         scheme: String,
@@ -83,7 +89,9 @@ static MEMORY_STORES: LazyLock<Mutex<HashMap<String, Arc<InMemory>>>> =
 /// The named in-memory store behind `memory://NAME/...` URLs (created on first use).
 /// Tests fill it and then open `memory://NAME/prefix` like any other store.
 pub fn memory_store(name: &str) -> Arc<InMemory> {
-    let mut stores = MEMORY_STORES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut stores = MEMORY_STORES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     stores
         .entry(name.to_string())
         .or_insert_with(|| Arc::new(InMemory::new()))
@@ -115,6 +123,7 @@ pub fn open_store_url(url: &str) -> Result<StoreLocation, StoreUrlError> {
                     display: url.to_string(),
                     name: last_segment(if prefix.is_empty() { name } else { prefix }),
                     is_local: false,
+                    signer: None,
                 })
             }
             "s3" => open_s3(url),
@@ -153,6 +162,7 @@ fn open_local(path: &str, url: &str) -> Result<StoreLocation, StoreUrlError> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| last_segment(path)),
         is_local: true,
+        signer: None,
     })
 }
 
@@ -182,8 +192,10 @@ fn open_s3(url: &str) -> Result<StoreLocation, StoreUrlError> {
     let prefix = parsed.path().trim_matches('/').to_string();
     // Never show credentials embedded in the URL.
     let display = format!("s3://{bucket}/{prefix}");
+    let store = Arc::new(store);
     Ok(StoreLocation {
-        store: Arc::new(store),
+        signer: Some(store.clone()),
+        store,
         prefix: Path::from(prefix.as_str()),
         display,
         name: last_segment(if prefix.is_empty() { &bucket } else { &prefix }),

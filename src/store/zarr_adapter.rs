@@ -32,7 +32,7 @@ tokio::task_local! {
 }
 
 /// Record a GET both globally and for the current request, if one is being metered.
-pub(crate) fn record_get(global: &ReadMetrics, bytes: u64) {
+pub fn record_get(global: &ReadMetrics, bytes: u64) {
     global.record_get(bytes);
     let _ = REQUEST_READS.try_with(|m| m.record_get(bytes));
 }
@@ -74,6 +74,31 @@ impl ObjectStoreZarr {
                 let bytes = result.bytes().await?;
                 record_get(&self.metrics, bytes.len() as u64);
                 Ok(Some(bytes))
+            }
+            Err(object_store::Error::NotFound { .. }) => {
+                record_get(&self.metrics, 0);
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whole value of `key` with its version (ETag, else last-modified time), or `None`.
+    pub async fn get_key_versioned(
+        &self,
+        key: &str,
+    ) -> Result<Option<(Bytes, String)>, object_store::Error> {
+        let path = self.object_path(key);
+        match self.store.get(&path).await {
+            Ok(result) => {
+                let version = result
+                    .meta
+                    .e_tag
+                    .clone()
+                    .unwrap_or_else(|| result.meta.last_modified.to_rfc3339());
+                let bytes = result.bytes().await?;
+                record_get(&self.metrics, bytes.len() as u64);
+                Ok(Some((bytes, version)))
             }
             Err(object_store::Error::NotFound { .. }) => {
                 record_get(&self.metrics, 0);
@@ -168,7 +193,9 @@ impl AsyncReadableStorageTraits for ObjectStoreZarr {
                 parts
             }
         };
-        Ok(Some(futures::stream::iter(parts.into_iter().map(Ok)).boxed()))
+        Ok(Some(
+            futures::stream::iter(parts.into_iter().map(Ok)).boxed(),
+        ))
     }
 
     async fn size_key(&self, key: &StoreKey) -> Result<Option<u64>, StorageError> {

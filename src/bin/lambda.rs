@@ -1,0 +1,57 @@
+//! `cellucid-lambda`: the AWS Lambda function (`bootstrap` for `provided.al2023`).
+//!
+//! Configuration comes from the environment (see `cellucid_edge::lambda::env`); build with
+//! `cargo lambda build --release --bin cellucid-lambda --output-format zip`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use cellucid_edge::lambda::{self, LambdaConfig, LambdaHandler};
+
+fn main() -> ExitCode {
+    let started = Instant::now();
+    let config = match LambdaConfig::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    lambda::init_logging(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let handler = Arc::new(LambdaHandler::new(config));
+        if handler.config().open_at_init {
+            // A failure is logged and retried on the first request (which answers 503 if the
+            // store is still unavailable), so the container never crash-loops on a transient
+            // store error.
+            if let Err(e) = handler.app().await {
+                tracing::error!(target: "cellucid_edge::lambda", "cannot open the atlas at init: {e}");
+            }
+        }
+        tracing::info!(
+            target: "cellucid_edge::lambda",
+            init_ms = started.elapsed().as_secs_f64() * 1000.0,
+            open_at_init = handler.config().open_at_init,
+            "init done"
+        );
+        lambda::run(handler).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(target: "cellucid_edge::lambda", "runtime stopped: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

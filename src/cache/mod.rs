@@ -1,0 +1,221 @@
+//! The cache prefix: derived artifacts memoised on object storage, already gzip-compressed,
+//! under `<cache>/<fingerprint>/<artifact>`, so a cold process answers with one GET.
+//!
+//! Writes are create-only (`If-None-Match: *`): concurrent writers never corrupt an entry, and
+//! a failed write never fails the request that triggered it. The source store is never written.
+
+mod fingerprint;
+mod gene_pack;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use object_store::path::Path;
+use object_store::signer::Signer;
+use object_store::{
+    Attribute, Attributes, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+};
+
+pub use fingerprint::fingerprint;
+pub use gene_pack::{GenePack, GenePackError, GenePackWriter, PACK_DATA, PACK_INDEX};
+
+use crate::store::ReadMetrics;
+use crate::store::zarr_adapter_reads::record_get;
+
+/// Why a cache operation failed (never fatal to a request).
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// The cache store failed.
+    #[error("cache store error at `{path}`: {source}")]
+    Store {
+        /// Object path.
+        path: String,
+        /// Cause.
+        #[source]
+        source: object_store::Error,
+    },
+    /// A cached object is malformed.
+    #[error("cache object `{path}` is invalid: {reason}")]
+    Invalid {
+        /// Object path.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Result of a create-only write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// We wrote the entry.
+    Written,
+    /// Someone else already had (same fingerprint, same content).
+    AlreadyPresent,
+}
+
+/// A cache prefix on some object store.
+#[derive(Clone)]
+pub struct ArtifactCache {
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+    signer: Option<Arc<dyn Signer>>,
+    display: String,
+    metrics: Arc<ReadMetrics>,
+}
+
+impl std::fmt::Debug for ArtifactCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArtifactCache")
+            .field("url", &self.display)
+            .finish()
+    }
+}
+
+impl ArtifactCache {
+    /// A cache at `location` (any store URL).
+    pub fn new(location: &crate::store::StoreLocation, metrics: Arc<ReadMetrics>) -> Self {
+        ArtifactCache {
+            store: location.store.clone(),
+            prefix: location.prefix.clone(),
+            signer: location.signer.clone(),
+            display: location.display.clone(),
+            metrics,
+        }
+    }
+
+    /// The cache URL (for messages).
+    pub fn display(&self) -> &str {
+        &self.display
+    }
+
+    /// Object path of `artifact` under `fingerprint`.
+    pub fn path(&self, fingerprint: &str, artifact: &str) -> Path {
+        let mut path = self.prefix.clone().join(fingerprint);
+        for part in artifact.split('/').filter(|p| !p.is_empty()) {
+            path = path.join(part);
+        }
+        path
+    }
+
+    /// The cached gzip body of an artifact, if present (one GET).
+    pub async fn get(
+        &self,
+        fingerprint: &str,
+        artifact: &str,
+    ) -> Result<Option<Bytes>, CacheError> {
+        let path = self.path(fingerprint, artifact);
+        match self.store.get(&path).await {
+            Ok(result) => {
+                let bytes = result.bytes().await.map_err(|source| CacheError::Store {
+                    path: path.to_string(),
+                    source,
+                })?;
+                record_get(&self.metrics, bytes.len() as u64);
+                Ok(Some(bytes))
+            }
+            Err(object_store::Error::NotFound { .. }) => {
+                record_get(&self.metrics, 0);
+                Ok(None)
+            }
+            Err(source) => Err(CacheError::Store {
+                path: path.to_string(),
+                source,
+            }),
+        }
+    }
+
+    /// A byte range of a cached object (one GET).
+    pub async fn get_range(
+        &self,
+        fingerprint: &str,
+        artifact: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Bytes, CacheError> {
+        let path = self.path(fingerprint, artifact);
+        let bytes =
+            self.store
+                .get_range(&path, range)
+                .await
+                .map_err(|source| CacheError::Store {
+                    path: path.to_string(),
+                    source,
+                })?;
+        record_get(&self.metrics, bytes.len() as u64);
+        Ok(bytes)
+    }
+
+    /// Whether an entry exists (HEAD).
+    pub async fn exists(&self, fingerprint: &str, artifact: &str) -> Result<bool, CacheError> {
+        let path = self.path(fingerprint, artifact);
+        match self.store.head(&path).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(source) => Err(CacheError::Store {
+                path: path.to_string(),
+                source,
+            }),
+        }
+    }
+
+    /// Store `gzipped` (a gzip body of `content_type`) create-only.
+    pub async fn put(
+        &self,
+        fingerprint: &str,
+        artifact: &str,
+        gzipped: Bytes,
+        content_type: &'static str,
+    ) -> Result<PutOutcome, CacheError> {
+        let path = self.path(fingerprint, artifact);
+        let mut attributes = Attributes::new();
+        attributes.insert(Attribute::ContentType, content_type.into());
+        attributes.insert(Attribute::ContentEncoding, "gzip".into());
+        let options = PutOptions {
+            mode: PutMode::Create,
+            attributes,
+            ..PutOptions::default()
+        };
+        let payload = PutPayload::from_bytes(gzipped);
+        let result = match self.store.put_opts(&path, payload.clone(), options).await {
+            // Backends without object attributes (local files): the kind is implied by the key.
+            Err(object_store::Error::NotImplemented { .. }) => {
+                let options = PutOptions {
+                    mode: PutMode::Create,
+                    ..PutOptions::default()
+                };
+                self.store.put_opts(&path, payload, options).await
+            }
+            other => other,
+        };
+        match result {
+            Ok(_) => Ok(PutOutcome::Written),
+            Err(object_store::Error::AlreadyExists { .. })
+            | Err(object_store::Error::Precondition { .. }) => Ok(PutOutcome::AlreadyPresent),
+            Err(source) => Err(CacheError::Store {
+                path: path.to_string(),
+                source,
+            }),
+        }
+    }
+
+    /// The underlying store and the object path of an artifact (for streaming writers).
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// A presigned GET URL of a cached artifact, when the backend can sign (S3).
+    pub async fn presigned_get(
+        &self,
+        fingerprint: &str,
+        artifact: &str,
+        expires_in: Duration,
+    ) -> Option<String> {
+        let signer = self.signer.as_ref()?;
+        let path = self.path(fingerprint, artifact);
+        signer
+            .signed_url(http::Method::GET, &path, expires_in)
+            .await
+            .ok()
+            .map(|u| u.to_string())
+    }
+}
