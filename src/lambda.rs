@@ -547,38 +547,10 @@ impl LambdaHandler {
     }
 
     fn add_common_headers(&self, headers: &mut HeaderMap, request_headers: &HeaderMap) {
-        // Mirrors `App`'s common headers for the few responses built without an `App`.
-        if self.cors.allows_any() {
-            headers.insert(
-                header::ACCESS_CONTROL_ALLOW_ORIGIN,
-                HeaderValue::from_static("*"),
-            );
-        } else if let Some(origin) = request_headers
+        let origin = request_headers
             .get(header::ORIGIN)
-            .and_then(|v| v.to_str().ok())
-            && self.cors.allows(origin)
-            && let Ok(v) = HeaderValue::from_str(origin)
-        {
-            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
-        }
-        headers.insert(
-            header::VARY,
-            HeaderValue::from_static("Origin, Accept-Encoding"),
-        );
-        headers.insert(
-            header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("GET, HEAD, OPTIONS"),
-        );
-        headers.insert(
-            header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("Content-Type, Range, If-None-Match"),
-        );
-        headers.insert(
-            header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static(
-                "Content-Length, Content-Encoding, Content-Range, ETag, Server-Timing",
-            ),
-        );
+            .and_then(|v| v.to_str().ok());
+        crate::http::apply_common_headers(&self.cors, headers, origin);
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
 

@@ -234,38 +234,7 @@ impl App {
     }
 
     fn add_common_headers(&self, headers: &mut HeaderMap, origin: Option<&str>) {
-        if self.config.cors.allows_any() {
-            headers.insert(
-                header::ACCESS_CONTROL_ALLOW_ORIGIN,
-                HeaderValue::from_static("*"),
-            );
-        } else if let Some(origin) = origin
-            && self.config.cors.allows(origin)
-            && let Ok(v) = HeaderValue::from_str(origin)
-        {
-            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
-        }
-        headers.insert(
-            header::VARY,
-            HeaderValue::from_static("Origin, Accept-Encoding"),
-        );
-        headers.insert(
-            header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("GET, HEAD, OPTIONS"),
-        );
-        headers.insert(
-            header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("Content-Type, Range, If-None-Match"),
-        );
-        headers.insert(
-            header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static(
-                "Content-Length, Content-Encoding, Content-Range, ETag, Server-Timing",
-            ),
-        );
-        headers
-            .entry(header::CACHE_CONTROL)
-            .or_insert(HeaderValue::from_static("no-cache"));
+        apply_common_headers(&self.config.cors, headers, origin);
     }
 
     async fn dispatch<B>(&self, request: &Request<B>) -> Response<Bytes> {
@@ -621,4 +590,41 @@ fn error_response(error: &DatasetError) -> Response<Bytes> {
             text(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
         }
     }
+}
+
+/// The headers every response carries (CORS echo, Vary, allowed methods and headers, exposed
+/// headers, default Cache-Control); shared by the App and the Lambda adapter.
+pub fn apply_common_headers(cors: &CorsPolicy, headers: &mut HeaderMap, origin: Option<&str>) {
+    if cors.allows_any() {
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+    } else if let Some(origin) = origin
+        && cors.allows(origin)
+        && let Ok(v) = HeaderValue::from_str(origin)
+    {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+    }
+    headers.insert(
+        header::VARY,
+        HeaderValue::from_static("Origin, Accept-Encoding"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, HEAD, OPTIONS"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Content-Type, Range, If-None-Match"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static(
+            "Content-Length, Content-Encoding, Content-Range, ETag, Server-Timing",
+        ),
+    );
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-cache"));
 }
