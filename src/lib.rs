@@ -9,6 +9,8 @@
 pub mod anndata;
 pub mod cache;
 pub mod catalog;
+#[cfg(feature = "h5ad")]
+pub mod convert;
 pub mod dataset;
 pub mod demo;
 pub mod http;

@@ -311,9 +311,14 @@ async fn viewer_sequence(server: &TestServer, run: &mut Run<'_>) {
     }
 }
 
+/// Serve fixture `stores/<atlas>.<version>` (`v2`/`v3` Zarr, or `h5ad`) against its goldens.
 async fn conformance(atlas: &str, version: &str) {
-    let store = fixture_store(atlas, version);
-    conformance_at(atlas, &format!("{atlas}.{version}.zarr"), &store).await;
+    let store = common::fixture_source(atlas, version);
+    let label = store
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    conformance_at(&common::golden_name(atlas, version), &label, &store).await;
 }
 
 async fn conformance_at(atlas: &str, label: &str, store: &std::path::Path) {
@@ -364,24 +369,64 @@ async fn conformance_at(atlas: &str, label: &str, store: &std::path::Path) {
     );
 }
 
+/// Per atlas: the Zarr v2 and v3 fixtures, and (feature `h5ad`) the `.h5ad` fixture served
+/// directly and converted to Zarr v2 / v3 by `convert` and then served.
 macro_rules! conformance_tests {
-    ($($name:ident => ($atlas:literal, $version:literal)),* $(,)?) => {
+    ($($atlas:ident),* $(,)?) => {
         $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() {
-                conformance($atlas, $version).await;
+            mod $atlas {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn v2() {
+                    super::conformance(stringify!($atlas), "v2").await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn v3() {
+                    super::conformance(stringify!($atlas), "v3").await;
+                }
+
+                #[cfg(feature = "h5ad")]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn h5ad() {
+                    super::conformance(stringify!($atlas), "h5ad").await;
+                }
+
+                #[cfg(feature = "h5ad")]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn h5ad_converted_to_v2() {
+                    super::converted(stringify!($atlas), 2).await;
+                }
+
+                #[cfg(feature = "h5ad")]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn h5ad_converted_to_v3() {
+                    super::converted(stringify!($atlas), 3).await;
+                }
             }
         )*
     };
 }
 
-conformance_tests! {
-    pbmc68k_v2 => ("pbmc68k", "v2"),
-    pbmc68k_v3 => ("pbmc68k", "v3"),
-    edge_v2 => ("edge", "v2"),
-    edge_v3 => ("edge", "v3"),
-    sparse_v2 => ("sparse", "v2"),
-    sparse_v3 => ("sparse", "v3"),
+conformance_tests!(pbmc68k, edge, sparse);
+
+/// Round trip: `convert` the `.h5ad` fixture to AnnData-Zarr, then serve the result against
+/// the h5ad goldens (the converted store keeps h5ad's element order, so the same latent).
+#[cfg(feature = "h5ad")]
+async fn converted(atlas: &str, zarr_format: u8) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join(format!("{atlas}.v{zarr_format}.zarr"));
+    let report = common::convert_fixture(atlas, &out, zarr_format).await;
+    assert!(
+        report.skipped.is_empty() || atlas == "pbmc68k",
+        "{atlas}: elements skipped: {:?}",
+        report.skipped
+    );
+    conformance_at(
+        &common::golden_name(atlas, "h5ad"),
+        &format!("{atlas}.h5ad -> zarr v{zarr_format}"),
+        &out,
+    )
+    .await;
 }
 
 /// Without consolidated metadata the reader walks per-node metadata and directory listings.

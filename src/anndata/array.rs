@@ -1,5 +1,6 @@
-//! Typed reads of one Zarr array through `zarrs`: ranged subsets with dtype conversion
-//! (zarrs returns the stored type; AnnData arrays come in every int/uint/float width).
+//! Typed reads of one array of the source — a Zarr array through `zarrs`, or an HDF5 dataset
+//! of an `.h5ad` file — as ranged subsets in the stored type (AnnData arrays come in every
+//! int/uint/float width; [`Numbers`] converts).
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -162,10 +163,18 @@ impl Numbers {
     }
 }
 
-/// One opened array of the store.
+/// Where an array's bytes come from.
+enum Backing {
+    Zarr(Array<ObjectStoreZarr>),
+    #[cfg(feature = "h5ad")]
+    Hdf5(super::hdf5::H5Array),
+}
+
+/// One opened array of the store (a Zarr array or an HDF5 dataset).
 pub struct ZArray {
     key: String,
-    array: Array<ObjectStoreZarr>,
+    backing: Backing,
+    shape: Vec<u64>,
     kind: ElementKind,
 }
 
@@ -173,7 +182,7 @@ impl std::fmt::Debug for ZArray {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ZArray")
             .field("key", &self.key)
-            .field("shape", &self.array.shape())
+            .field("shape", &self.shape)
             .field("kind", &self.kind)
             .finish()
     }
@@ -229,9 +238,21 @@ impl ZArray {
         let kind = element_kind(&array);
         Ok(ZArray {
             key: key.to_string(),
-            array,
+            shape: array.shape().to_vec(),
+            backing: Backing::Zarr(array),
             kind,
         })
+    }
+
+    /// Wrap an HDF5 dataset.
+    #[cfg(feature = "h5ad")]
+    pub(crate) fn from_hdf5(array: super::hdf5::H5Array) -> Self {
+        ZArray {
+            key: array.key().to_string(),
+            shape: array.shape().to_vec(),
+            kind: array.kind(),
+            backing: Backing::Hdf5(array),
+        }
     }
 
     /// Store key of the array.
@@ -241,7 +262,7 @@ impl ZArray {
 
     /// Shape.
     pub fn shape(&self) -> &[u64] {
-        self.array.shape()
+        &self.shape
     }
 
     /// Element kind.
@@ -256,11 +277,17 @@ impl ZArray {
 
     /// Chunk shape of the first chunk (for layout decisions).
     pub fn chunk_shape(&self) -> Vec<u64> {
-        let origin = vec![0; self.array.dimensionality()];
-        self.array
-            .chunk_shape(&origin)
-            .map(|s| s.iter().map(|d| d.get()).collect())
-            .unwrap_or_default()
+        match &self.backing {
+            Backing::Zarr(array) => {
+                let origin = vec![0; array.dimensionality()];
+                array
+                    .chunk_shape(&origin)
+                    .map(|s| s.iter().map(|d| d.get()).collect())
+                    .unwrap_or_default()
+            }
+            #[cfg(feature = "h5ad")]
+            Backing::Hdf5(array) => array.chunk_shape(),
+        }
     }
 
     fn read_error(&self, e: impl ToString) -> AnnDataError {
@@ -282,7 +309,7 @@ impl ZArray {
         }
     }
 
-    fn subset_1d(&self, range: Option<Range<u64>>) -> Result<ArraySubset, AnnDataError> {
+    fn subset_1d(&self, range: Option<Range<u64>>) -> Result<Range<u64>, AnnDataError> {
         let n = self.len_1d()?;
         let range = range.unwrap_or(0..n);
         if range.start > range.end || range.end > n {
@@ -292,18 +319,33 @@ impl ZArray {
                 found: vec![n],
             });
         }
-        Ok(ArraySubset::new_with_ranges(&[range]))
+        Ok(range)
     }
 
     async fn retrieve_numbers(
         &self,
-        subset: &ArraySubset,
+        ranges: Vec<Range<u64>>,
         purpose: &str,
     ) -> Result<Numbers, AnnDataError> {
+        let array = match &self.backing {
+            Backing::Zarr(array) => array,
+            #[cfg(feature = "h5ad")]
+            Backing::Hdf5(array) => {
+                return match array.read_numbers(ranges).await {
+                    Err(AnnDataError::Dtype { key, dtype, .. }) => Err(AnnDataError::Dtype {
+                        key,
+                        dtype,
+                        purpose: purpose.to_string(),
+                    }),
+                    other => other,
+                };
+            }
+        };
+        let subset = &ArraySubset::new_with_ranges(&ranges);
         macro_rules! get {
             ($t:ty, $variant:ident) => {
                 Numbers::$variant(
-                    self.array
+                    array
                         .async_retrieve_array_subset::<Vec<$t>>(subset)
                         .await
                         .map_err(|e| self.read_error(e))?,
@@ -321,8 +363,7 @@ impl ZArray {
             ElementKind::UInt(4) => get!(u32, U32),
             ElementKind::UInt(8) => get!(u64, U64),
             ElementKind::Float(2) => {
-                let raw: Vec<half::f16> = self
-                    .array
+                let raw: Vec<half::f16> = array
                     .async_retrieve_array_subset::<Vec<half::f16>>(subset)
                     .await
                     .map_err(|e| self.read_error(e))?;
@@ -333,7 +374,7 @@ impl ZArray {
             _ => {
                 return Err(AnnDataError::Dtype {
                     key: self.key.clone(),
-                    dtype: self.array.data_type().to_string(),
+                    dtype: array.data_type().to_string(),
                     purpose: purpose.to_string(),
                 });
             }
@@ -342,8 +383,8 @@ impl ZArray {
 
     /// Read a 1-D numeric or bool array (optionally a range of it).
     pub async fn read_numbers(&self, range: Option<Range<u64>>) -> Result<Numbers, AnnDataError> {
-        let subset = self.subset_1d(range)?;
-        self.retrieve_numbers(&subset, "numbers").await
+        let range = self.subset_1d(range)?;
+        self.retrieve_numbers(vec![range], "numbers").await
     }
 
     /// Read rows `rows` and columns `cols` of a 2-D numeric array, row-major.
@@ -371,8 +412,8 @@ impl ZArray {
                 found: shape.to_vec(),
             });
         }
-        let subset = ArraySubset::new_with_ranges(&[rows, cols]);
-        self.retrieve_numbers(&subset, "a 2-D numeric matrix").await
+        self.retrieve_numbers(vec![rows, cols], "a 2-D numeric matrix")
+            .await
     }
 
     /// Read a 1-D string array.
@@ -380,18 +421,28 @@ impl ZArray {
         &self,
         range: Option<Range<u64>>,
     ) -> Result<Vec<String>, AnnDataError> {
-        let subset = self.subset_1d(range)?;
+        let range = self.subset_1d(range)?;
         if self.kind != ElementKind::String {
             return Err(AnnDataError::Dtype {
                 key: self.key.clone(),
-                dtype: self.array.data_type().to_string(),
+                dtype: match &self.backing {
+                    Backing::Zarr(array) => array.data_type().to_string(),
+                    #[cfg(feature = "h5ad")]
+                    Backing::Hdf5(array) => array.descriptor().to_string(),
+                },
                 purpose: "a string array".into(),
             });
         }
-        self.array
-            .async_retrieve_array_subset::<Vec<String>>(&subset)
-            .await
-            .map_err(|e| self.read_error(e))
+        match &self.backing {
+            Backing::Zarr(array) => array
+                .async_retrieve_array_subset::<Vec<String>>(&ArraySubset::new_with_ranges(&[
+                    range,
+                ]))
+                .await
+                .map_err(|e| self.read_error(e)),
+            #[cfg(feature = "h5ad")]
+            Backing::Hdf5(array) => array.read_strings(range).await,
+        }
     }
 }
 

@@ -55,6 +55,14 @@ pub enum AnnDataError {
         /// Underlying error text.
         reason: String,
     },
+    /// A local file (an `.h5ad`) cannot be opened.
+    #[error("cannot open `{path}` as an AnnData .h5ad file: {reason}")]
+    File {
+        /// Path of the file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// The object store failed.
     #[error("storage error reading `{key}`: {source}")]
     Storage {

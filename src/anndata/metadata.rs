@@ -63,16 +63,25 @@ impl RawNode {
 pub enum Node {
     /// A group with its attributes.
     Group(Map<String, Value>),
-    /// An array with its metadata (attributes included).
-    Array(Box<ArrayMetadata>),
+    /// An array.
+    Array(ArrayNode),
+}
+
+/// What is known about an array node before it is opened.
+#[derive(Debug, Clone)]
+pub enum ArrayNode {
+    /// A Zarr array: its full metadata (attributes included).
+    Zarr(Box<ArrayMetadata>),
+    /// An array whose source opens it by key (an HDF5 dataset): its attributes.
+    Attributes(Map<String, Value>),
 }
 
 impl Node {
     /// The node's user attributes.
     pub fn attributes(&self) -> &Map<String, Value> {
         match self {
-            Node::Group(attrs) => attrs,
-            Node::Array(meta) => match meta.as_ref() {
+            Node::Group(attrs) | Node::Array(ArrayNode::Attributes(attrs)) => attrs,
+            Node::Array(ArrayNode::Zarr(meta)) => match meta.as_ref() {
                 ArrayMetadata::V2(v2) => &v2.attributes,
                 ArrayMetadata::V3(v3) => &v3.attributes,
             },
@@ -128,7 +137,9 @@ fn v2_array(key: &str, array: Value, attrs: Option<Value>) -> Result<Node, AnnDa
     if let Some(Value::Object(attrs)) = attrs {
         meta.attributes = attrs;
     }
-    Ok(Node::Array(Box::new(ArrayMetadata::V2(meta))))
+    Ok(Node::Array(ArrayNode::Zarr(Box::new(ArrayMetadata::V2(
+        meta,
+    )))))
 }
 
 fn v3_node(key: &str, value: Value) -> Result<Node, AnnDataError> {
@@ -136,7 +147,9 @@ fn v3_node(key: &str, value: Value) -> Result<Node, AnnDataError> {
         Some("array") => {
             let meta: ArrayMetadataV3 =
                 serde_json::from_value(value).map_err(|e| metadata_error(key, e))?;
-            Ok(Node::Array(Box::new(ArrayMetadata::V3(meta))))
+            Ok(Node::Array(ArrayNode::Zarr(Box::new(
+                ArrayMetadata::V3(meta),
+            ))))
         }
         Some("group") => Ok(Node::Group(
             value

@@ -1,4 +1,7 @@
-//! [`AnnDataStore`]: an opened Zarr store with its metadata tree and node accessors.
+//! [`AnnDataStore`]: an opened AnnData source — a Zarr store (v2/v3) or an `.h5ad` file — with
+//! its node tree and node accessors. Everything above ([`frame`](super::frame),
+//! [`layout`](super::layout), [`matrix`](super::matrix)) works through these accessors and is
+//! the same for both formats.
 
 use std::sync::Arc;
 
@@ -6,23 +9,64 @@ use serde_json::{Map, Value};
 
 use super::AnnDataError;
 use super::array::ZArray;
-use super::metadata::{MetadataTree, Node, ZarrFormat};
+use super::metadata::{ArrayNode, MetadataTree, Node, ZarrFormat};
 use crate::store::{ObjectStoreZarr, ReadMetrics, StoreLocation};
 
-/// An opened AnnData-Zarr store.
+/// The on-disk format of an opened source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceFormat {
+    /// AnnData-Zarr in the given Zarr format.
+    Zarr(ZarrFormat),
+    /// An AnnData HDF5 file.
+    H5ad,
+}
+
+impl SourceFormat {
+    /// A short name: `zarr v2`, `zarr v3` or `h5ad`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceFormat::Zarr(ZarrFormat::V2) => "zarr v2",
+            SourceFormat::Zarr(ZarrFormat::V3) => "zarr v3",
+            SourceFormat::H5ad => "h5ad",
+        }
+    }
+
+    /// The Zarr format number, for Zarr sources.
+    pub fn zarr_number(self) -> Option<u8> {
+        match self {
+            SourceFormat::Zarr(f) => Some(f.number()),
+            SourceFormat::H5ad => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Backend {
+    Zarr {
+        storage: Arc<ObjectStoreZarr>,
+        tree: MetadataTree,
+    },
+    #[cfg(feature = "h5ad")]
+    H5ad(super::hdf5::H5adFile),
+}
+
+/// An opened AnnData source.
 #[derive(Debug)]
 pub struct AnnDataStore {
     location: StoreLocation,
-    storage: Arc<ObjectStoreZarr>,
-    tree: MetadataTree,
+    backend: Backend,
 }
 
 impl AnnDataStore {
-    /// Open the store at `location`: reads its (consolidated) metadata, nothing else.
+    /// Open the source at `location`: a local file is read as `.h5ad` (when built with the
+    /// `h5ad` feature), anything else as a Zarr store. Reads metadata only.
     pub async fn open(
         location: StoreLocation,
         metrics: Arc<ReadMetrics>,
     ) -> Result<Self, AnnDataError> {
+        if let Some(path) = location.local_file() {
+            return Self::open_file(location, &path);
+        }
         let storage = Arc::new(ObjectStoreZarr::new(
             location.store.clone(),
             location.prefix.clone(),
@@ -31,34 +75,83 @@ impl AnnDataStore {
         let tree = MetadataTree::open(&storage).await?;
         Ok(AnnDataStore {
             location,
-            storage,
-            tree,
+            backend: Backend::Zarr { storage, tree },
         })
     }
 
-    /// Where the store lives.
+    #[cfg(feature = "h5ad")]
+    fn open_file(location: StoreLocation, path: &std::path::Path) -> Result<Self, AnnDataError> {
+        let file = super::hdf5::H5adFile::open(path)?;
+        Ok(AnnDataStore {
+            location,
+            backend: Backend::H5ad(file),
+        })
+    }
+
+    #[cfg(not(feature = "h5ad"))]
+    fn open_file(_location: StoreLocation, path: &std::path::Path) -> Result<Self, AnnDataError> {
+        Err(AnnDataError::File {
+            path: path.display().to_string(),
+            reason: "this build reads AnnData-Zarr stores only (.h5ad needs the `h5ad` feature)"
+                .into(),
+        })
+    }
+
+    /// Where the source lives.
     pub fn location(&self) -> &StoreLocation {
         &self.location
     }
 
-    /// The zarrs storage adapter (for direct ranged reads).
-    pub fn storage(&self) -> &Arc<ObjectStoreZarr> {
-        &self.storage
+    /// The zarrs storage adapter (for direct ranged reads), for Zarr sources.
+    pub fn storage(&self) -> Option<&Arc<ObjectStoreZarr>> {
+        match &self.backend {
+            Backend::Zarr { storage, .. } => Some(storage),
+            #[cfg(feature = "h5ad")]
+            Backend::H5ad(_) => None,
+        }
     }
 
-    /// The metadata tree.
-    pub fn tree(&self) -> &MetadataTree {
-        &self.tree
+    /// The Zarr metadata tree, for Zarr sources.
+    pub fn tree(&self) -> Option<&MetadataTree> {
+        match &self.backend {
+            Backend::Zarr { tree, .. } => Some(tree),
+            #[cfg(feature = "h5ad")]
+            Backend::H5ad(_) => None,
+        }
     }
 
-    /// Zarr format of the store.
-    pub fn format(&self) -> ZarrFormat {
-        self.tree.format()
+    /// Format of the source.
+    pub fn format(&self) -> SourceFormat {
+        match &self.backend {
+            Backend::Zarr { tree, .. } => SourceFormat::Zarr(tree.format()),
+            #[cfg(feature = "h5ad")]
+            Backend::H5ad(_) => SourceFormat::H5ad,
+        }
+    }
+
+    /// Whether all metadata was read up front (consolidated Zarr metadata; always for h5ad,
+    /// whose metadata is read from the local file on demand).
+    pub fn is_consolidated(&self) -> bool {
+        self.tree().is_none_or(MetadataTree::is_consolidated)
+    }
+
+    /// Version of the source (ETag or modification time of the root metadata document; size
+    /// and modification time of an `.h5ad` file).
+    pub fn source_version(&self) -> Option<&str> {
+        match &self.backend {
+            Backend::Zarr { tree, .. } => tree.source_version(),
+            #[cfg(feature = "h5ad")]
+            Backend::H5ad(file) => Some(file.version()),
+        }
     }
 
     /// The node at `key`, if any.
     pub async fn node(&self, key: &str) -> Result<Option<Node>, AnnDataError> {
-        self.tree.node(&self.storage, key).await
+        match &self.backend {
+            Backend::Zarr { storage, tree } => tree.node(storage, key).await,
+            #[cfg(feature = "h5ad")]
+            Backend::H5ad(file) => file.node(key),
+        }
     }
 
     /// Attributes of the node at `key`; an error naming `expected` if there is no node.
@@ -78,28 +171,40 @@ impl AnnDataStore {
 
     /// The array at `key`; an error naming `expected` if absent or a group.
     pub async fn array(&self, key: &str, expected: &str) -> Result<ZArray, AnnDataError> {
-        match self.node(key).await? {
-            Some(Node::Array(meta)) => ZArray::new(self.storage.clone(), key, *meta),
-            Some(Node::Group(_)) => Err(AnnDataError::Metadata {
+        match (self.node(key).await?, &self.backend) {
+            (Some(Node::Array(ArrayNode::Zarr(meta))), Backend::Zarr { storage, .. }) => {
+                ZArray::new(storage.clone(), key, *meta)
+            }
+            #[cfg(feature = "h5ad")]
+            (Some(Node::Array(_)), Backend::H5ad(file)) => Ok(ZArray::from_hdf5(file.dataset(key)?)),
+            (Some(Node::Array(_)), _) => Err(AnnDataError::Metadata {
+                key: key.to_string(),
+                reason: "array node of another source format".into(),
+            }),
+            (Some(Node::Group(_)), _) => Err(AnnDataError::Metadata {
                 key: key.to_string(),
                 reason: format!("is a group, expected {expected}"),
             }),
-            None => Err(AnnDataError::Missing {
+            (None, _) => Err(AnnDataError::Missing {
                 key: key.to_string(),
                 expected: expected.to_string(),
             }),
         }
     }
 
-    /// Names of the children of the group at `key` (empty if there is no such group).
+    /// Names of the children of the group at `key` (empty if there is no such group), in the
+    /// order anndata lists them.
     pub async fn children(&self, key: &str) -> Result<Vec<String>, AnnDataError> {
-        match self.node(key).await? {
-            Some(Node::Group(_)) => {
-                self.tree
-                    .children(&self.storage, self.location.store.as_ref(), key)
-                    .await
-            }
-            _ => Ok(Vec::new()),
+        match &self.backend {
+            Backend::Zarr { storage, tree } => match tree.node(storage, key).await? {
+                Some(Node::Group(_)) => {
+                    tree.children(storage, self.location.store.as_ref(), key)
+                        .await
+                }
+                _ => Ok(Vec::new()),
+            },
+            #[cfg(feature = "h5ad")]
+            Backend::H5ad(file) => file.children(key),
         }
     }
 }

@@ -12,13 +12,13 @@ pub fn fingerprint(dataset: &Dataset) -> String {
     hasher.update(b"cellucid-edge\0");
     hasher.update(env!("CARGO_PKG_VERSION").as_bytes());
     hasher.update(b"\0");
-    let tree = dataset.store().tree();
-    match tree.consolidated_bytes() {
+    let store = dataset.store();
+    match store.tree().and_then(|tree| tree.consolidated_bytes()) {
         Some(bytes) => hasher.update(bytes),
         None => hasher.update(b"unconsolidated"),
     }
     hasher.update(b"\0");
-    if let Some(etag) = tree.source_version() {
+    if let Some(etag) = store.source_version() {
         hasher.update(etag.as_bytes());
     }
     hasher.update(b"\0");

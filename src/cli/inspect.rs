@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use cellucid_edge::anndata::MatrixMeta;
+use cellucid_edge::anndata::{MatrixMeta, SourceFormat};
 use cellucid_edge::dataset::{Dataset, FieldKind};
 use cellucid_edge::model::embedding::count_non_finite;
 use cellucid_edge::model::safe_name::{collisions, duplicates, safe_name};
@@ -92,8 +92,9 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<()> {
         .collect();
     let report = serde_json::json!({
         "store": ds.store().location().display,
-        "zarr_format": ds.store().format().number(),
-        "consolidated_metadata": ds.store().tree().is_consolidated(),
+        "format": ds.store().format().name(),
+        "zarr_format": ds.store().format().zarr_number(),
+        "consolidated_metadata": ds.store().is_consolidated(),
         "id": ds.id(),
         "name": ds.name(),
         "n_cells": ds.n_cells(),
@@ -116,9 +117,11 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<()> {
     }
     println!("store        {}", ds.store().location().display);
     println!(
-        "zarr         v{} ({})",
-        ds.store().format().number(),
-        if ds.store().tree().is_consolidated() {
+        "format       {} ({})",
+        ds.store().format().name(),
+        if ds.store().format() == SourceFormat::H5ad {
+            "local file, read lazily; `cellucid-edge convert` makes AnnData-Zarr for object storage"
+        } else if ds.store().is_consolidated() {
             "consolidated metadata"
         } else {
             "no consolidated metadata: every open probes keys; consolidate for speed"

@@ -1,5 +1,7 @@
 //! Command-line interface: argument definitions and the subcommands.
 
+#[cfg(feature = "h5ad")]
+mod convert;
 mod inspect;
 mod serve;
 
@@ -14,7 +16,9 @@ Examples:
   cellucid-edge serve                          # the built-in demo atlas on http://127.0.0.1:8765
   cellucid-edge serve atlas.zarr --port 9000   # your own AnnData-Zarr store
   cellucid-edge serve ./atlases/               # a directory of stores, served as /<id>/...
-  cellucid-edge inspect atlas.zarr             # what the viewer will see, and warnings")]
+  cellucid-edge inspect atlas.zarr             # what the viewer will see, and warnings
+  cellucid-edge serve atlas.h5ad               # an .h5ad file, read lazily
+  cellucid-edge convert atlas.h5ad s3://bucket/atlas.zarr   # h5ad -> AnnData-Zarr")]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -49,6 +53,9 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Show what the viewer will see in a store, and what may go wrong.
     Inspect(inspect::InspectArgs),
+    /// Convert an .h5ad file to AnnData-Zarr (consolidated) on a path or object storage.
+    #[cfg(feature = "h5ad")]
+    Convert(convert::ConvertArgs),
 }
 
 /// How an atlas is interpreted (these settings change artifacts).
@@ -107,6 +114,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Inspect(args) => inspect::run(args).await,
+        #[cfg(feature = "h5ad")]
+        Command::Convert(args) => convert::run(args).await,
     }
 }
 
@@ -120,7 +129,7 @@ pub async fn open_location(
     })
 }
 
-/// Open a cache URL; a local cache directory is created when missing.
+/// Open a cache (or `convert` output) URL; a local directory is created when missing.
 pub fn open_cache_url(url: &str) -> anyhow::Result<cellucid_edge::store::StoreLocation> {
     let local = url.strip_prefix("file://").unwrap_or(url);
     if !url.contains("://") || url.starts_with("file://") {

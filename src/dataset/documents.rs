@@ -117,9 +117,9 @@ impl Dataset {
             },
             "source": {
                 "type": "anndata_adapter",
-                "format": "zarr",
+                "format": self.source_format(),
                 "path": source_path,
-                "is_backed": false,
+                "is_backed": self.is_backed(),
             },
             "_anndata_adapter": true,
         });

@@ -233,6 +233,19 @@ impl Dataset {
         &self.store
     }
 
+    /// The source format as the reference reports it: `"zarr"` or `"h5ad"`.
+    pub fn source_format(&self) -> &'static str {
+        match self.store.format() {
+            crate::anndata::SourceFormat::H5ad => "h5ad",
+            crate::anndata::SourceFormat::Zarr(_) => "zarr",
+        }
+    }
+
+    /// Whether the reference reads this source in backed mode (it does for `.h5ad`).
+    pub fn is_backed(&self) -> bool {
+        self.store.format() == crate::anndata::SourceFormat::H5ad
+    }
+
     /// Options in force.
     pub fn options(&self) -> &DatasetOptions {
         &self.options

@@ -43,6 +43,21 @@ impl StoreLocation {
     }
 }
 
+impl StoreLocation {
+    /// For a local location naming a regular file (an `.h5ad`), that file's path.
+    pub fn local_file(&self) -> Option<std::path::PathBuf> {
+        if !self.is_local {
+            return None;
+        }
+        let path = self
+            .display
+            .strip_prefix("file://")
+            .unwrap_or(&self.display);
+        let path = std::path::Path::new(path);
+        path.is_file().then(|| path.to_path_buf())
+    }
+}
+
 /// Why a store URL could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreUrlError {
@@ -56,7 +71,7 @@ pub enum StoreUrlError {
         /// URL given.
         url: String,
     },
-    /// A local path does not exist or is not a directory.
+    /// A local path does not exist or is neither a directory nor a file.
     #[error("local store `{path}` cannot be opened: {reason}")]
     Local {
         /// Path given.
@@ -143,22 +158,38 @@ fn open_local(path: &str, url: &str) -> Result<StoreLocation, StoreUrlError> {
         path: path.to_string(),
         reason: e.to_string(),
     })?;
-    if !canonical.is_dir() {
+    // A local file (an `.h5ad`) is opened by its path (see `StoreLocation::local_file`); its
+    // object store is the parent directory, with the file name as prefix.
+    let (root, prefix) = if canonical.is_file() {
+        match (canonical.parent(), canonical.file_name()) {
+            (Some(parent), Some(name)) => (
+                parent.to_path_buf(),
+                Path::from(name.to_string_lossy().as_ref()),
+            ),
+            _ => (canonical.clone(), Path::default()),
+        }
+    } else if canonical.is_dir() {
+        (canonical.clone(), Path::default())
+    } else {
         return Err(StoreUrlError::Local {
             path: path.to_string(),
-            reason: "not a directory (an AnnData-Zarr store is a directory)".into(),
+            reason: "neither a directory (an AnnData-Zarr store) nor a file (an .h5ad)".into(),
         });
-    }
-    let store = LocalFileSystem::new_with_prefix(&canonical).map_err(|e| StoreUrlError::Local {
+    };
+    let store = LocalFileSystem::new_with_prefix(&root).map_err(|e| StoreUrlError::Local {
         path: path.to_string(),
         reason: e.to_string(),
     })?;
     Ok(StoreLocation {
         store: Arc::new(store),
-        prefix: Path::default(),
+        prefix,
         display: url.to_string(),
-        name: canonical
-            .file_name()
+        // A file's extension is not part of the dataset name (`atlas.h5ad` → `atlas`).
+        name: (if canonical.is_file() {
+            canonical.file_stem()
+        } else {
+            canonical.file_name()
+        })
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| last_segment(path)),
         is_local: true,

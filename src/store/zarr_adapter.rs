@@ -18,7 +18,7 @@ use zarrs::storage::{
 
 use super::ReadMetrics;
 
-/// Read-only `zarrs` storage over an object store prefix, metering every GET.
+/// `zarrs` storage over an object store prefix, metering every GET (writes serve `convert`).
 #[derive(Debug, Clone)]
 pub struct ObjectStoreZarr {
     store: Arc<dyn ObjectStore>,
@@ -208,5 +208,58 @@ impl AsyncReadableStorageTraits for ObjectStoreZarr {
 
     fn supports_get_partial(&self) -> bool {
         true
+    }
+}
+
+/// Writes (used by `convert`): whole values only — every chunk is written in one PUT under the
+/// same verbatim key mapping as reads, so a written store reads back key for key.
+#[async_trait::async_trait]
+impl zarrs::storage::AsyncWritableStorageTraits for ObjectStoreZarr {
+    async fn set(&self, key: &StoreKey, value: Bytes) -> Result<(), StorageError> {
+        self.store
+            .put(
+                &self.object_path(key.as_str()),
+                object_store::PutPayload::from(value),
+            )
+            .await
+            .map(|_| ())
+            .map_err(storage_error)
+    }
+
+    async fn set_partial_many<'a>(
+        &'a self,
+        key: &StoreKey,
+        _offset_values: zarrs::storage::OffsetBytesIterator<'a>,
+    ) -> Result<(), StorageError> {
+        Err(StorageError::Unsupported(format!(
+            "partial writes to `{key}` (object stores write whole values)"
+        )))
+    }
+
+    async fn erase(&self, key: &StoreKey) -> Result<(), StorageError> {
+        match self.store.delete(&self.object_path(key.as_str())).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(storage_error(e)),
+        }
+    }
+
+    async fn erase_prefix(
+        &self,
+        prefix: &zarrs::storage::StorePrefix,
+    ) -> Result<(), StorageError> {
+        let dir = self.object_path(prefix.as_str());
+        let mut listing = self.store.list(Some(&dir));
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(storage_error)?;
+            match self.store.delete(&meta.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(storage_error(e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn supports_set_partial(&self) -> bool {
+        false
     }
 }

@@ -569,3 +569,46 @@ pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> Option<u16> {
     let status = text.strip_prefix("HTTP/1.1 ")?.get(..3)?;
     status.parse().ok()
 }
+
+/// A fixture source: `stores/<atlas>.<version>.zarr` for `v2`/`v3`, `stores/<atlas>.h5ad` for
+/// `h5ad`.
+pub fn fixture_source(atlas: &str, version: &str) -> PathBuf {
+    if version == "h5ad" {
+        fixtures().join("stores").join(format!("{atlas}.h5ad"))
+    } else {
+        fixture_store(atlas, version)
+    }
+}
+
+/// The golden directory name for a fixture source: `<atlas>.h5ad` when the reference answered
+/// differently for the h5ad copy (extra columns, h5py's element order), else `<atlas>`.
+pub fn golden_name(atlas: &str, version: &str) -> String {
+    let h5ad = format!("{atlas}.h5ad");
+    if version == "h5ad" && golden_dir(&h5ad).is_dir() {
+        h5ad
+    } else {
+        atlas.to_string()
+    }
+}
+
+/// Convert the `.h5ad` fixture of `atlas` to a Zarr store at `out` (a local directory).
+#[cfg(feature = "h5ad")]
+pub async fn convert_fixture(
+    atlas: &str,
+    out: &Path,
+    zarr_format: u8,
+) -> cellucid_edge::convert::ConvertReport {
+    std::fs::create_dir_all(out).expect("create output dir");
+    let output = location(out.to_str().expect("utf-8 path"));
+    cellucid_edge::convert::convert_h5ad(
+        &fixture_source(atlas, "h5ad"),
+        &output,
+        &cellucid_edge::convert::ConvertOptions {
+            zarr_format,
+            force: false,
+        },
+        &cellucid_edge::convert::NoProgress,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("convert {atlas}.h5ad: {e}"))
+}
