@@ -39,6 +39,10 @@ use crate::store::{ReadMetrics, StoreUrlError, open_store_url};
 /// plus headers still fits the 6 MB (6 291 456 bytes) buffered response limit.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4_500_000;
 
+/// Default [`LambdaConfig::presign_expires`]: long enough for a slow download to start, short
+/// enough that a leaked URL soon stops working.
+pub const DEFAULT_PRESIGN_EXPIRES: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Largest raw body a buffered response can carry at all: 6 MiB of envelope, base64-encoded.
 const HARD_MAX_BODY_BYTES: usize = 6 * 1024 * 1024 / 4 * 3;
 
@@ -52,6 +56,8 @@ pub mod env {
     pub const ALLOWED_ORIGINS: &str = "CELLUCID_ALLOWED_ORIGINS";
     /// Largest raw response body returned inline (bytes).
     pub const MAX_BODY_BYTES: &str = "CELLUCID_MAX_BODY_BYTES";
+    /// Lifetime of the presigned URLs large responses redirect to (seconds, 1–604800).
+    pub const PRESIGN_SECONDS: &str = "CELLUCID_PRESIGN_SECONDS";
     /// Secret for share links (kept for a later feature).
     pub const SHARE_SECRET: &str = "CELLUCID_SHARE_SECRET";
     /// Bytes of rendered artifacts kept in memory per container.
@@ -92,6 +98,8 @@ pub struct LambdaConfig {
     pub allowed_origins: Vec<String>,
     /// Largest raw body answered inline; larger ones go through [`LambdaHandler::oversized`].
     pub max_body_bytes: usize,
+    /// Lifetime of the presigned URL a large response redirects to.
+    pub presign_expires: std::time::Duration,
     /// Share-link secret (not used yet; never logged).
     pub share_secret: Option<String>,
     /// Bytes of rendered artifacts kept in memory.
@@ -113,6 +121,7 @@ impl std::fmt::Debug for LambdaConfig {
             .field("cache_url", &self.cache_url)
             .field("allowed_origins", &self.allowed_origins)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("presign_expires", &self.presign_expires)
             .field(
                 "share_secret",
                 &self.share_secret.as_ref().map(|_| "<redacted>"),
@@ -133,6 +142,7 @@ impl Default for LambdaConfig {
             cache_url: None,
             allowed_origins: Vec::new(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            presign_expires: DEFAULT_PRESIGN_EXPIRES,
             share_secret: None,
             memory_cache_bytes: AppConfig::default().memory_cache_bytes,
             open_at_init: true,
@@ -181,6 +191,21 @@ impl LambdaConfig {
                 reason: "must be at least 1".into(),
             });
         }
+        let presign_expires = match get(env::PRESIGN_SECONDS) {
+            Some(v) => {
+                let seconds = parse_size(env::PRESIGN_SECONDS, &v)?;
+                // SigV4 presigned URLs live at most seven days.
+                if !(1..=604_800).contains(&seconds) {
+                    return Err(ConfigError {
+                        var: env::PRESIGN_SECONDS,
+                        value: v,
+                        reason: "must be between 1 and 604800 seconds (7 days)".into(),
+                    });
+                }
+                std::time::Duration::from_secs(seconds as u64)
+            }
+            None => defaults.presign_expires,
+        };
         let memory_cache_bytes = match get(env::MEMORY_CACHE_BYTES) {
             Some(v) => parse_size(env::MEMORY_CACHE_BYTES, &v)? as u64,
             None => defaults.memory_cache_bytes,
@@ -226,6 +251,7 @@ impl LambdaConfig {
             cache_url: get(env::CACHE_URL),
             allowed_origins,
             max_body_bytes,
+            presign_expires,
             share_secret: get(env::SHARE_SECRET),
             memory_cache_bytes,
             open_at_init,
@@ -475,23 +501,22 @@ impl LambdaHandler {
         }
     }
 
-    /// Answer for a response too large for a buffered Lambda response.
+    /// Answer for a response too large for a buffered Lambda response: `307 Temporary
+    /// Redirect` to a short-lived presigned GET URL of the artifact in the cache prefix (stored
+    /// gzip, with `Content-Encoding`/`Content-Type` metadata; written there first when
+    /// missing), carrying the CORS headers of `response` so the browser follows it. The bucket's
+    /// CORS rule must allow origin `*` for GET/HEAD: after a cross-origin redirect browsers send
+    /// `Origin: null` (see `infra/README.md`).
     ///
-    /// **Hook for the cache prefix.** Once the artifact cache can presign, this becomes: find
-    /// the artifact of `request` in the cache prefix (writing it there if missing, gzip with
-    /// `Content-Encoding`/`Content-Type` metadata) and answer `307 Temporary Redirect` with
-    /// `Location: <presigned GET URL>` and the CORS headers of `response` (the bucket's CORS
-    /// rule must allow origin `*` for GET/HEAD: after a cross-origin redirect browsers send
-    /// `Origin: null`). Until then — and whenever no cache URL is configured or the backend
-    /// cannot presign — the client gets a clear `413` with the same CORS headers, never the
-    /// gateway's bare 502.
+    /// When no cache URL is configured, the cache backend cannot presign (not S3), or the
+    /// response is not an artifact, the client gets a clear `413` with the same CORS headers,
+    /// never the gateway's bare 502.
     pub async fn oversized(
         &self,
         app: &App,
         request: &Request<()>,
         response: Response<Bytes>,
     ) -> Response<Bytes> {
-        let _ = (app, request);
         let declared = response
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -499,23 +524,40 @@ impl LambdaHandler {
             .and_then(|v| v.parse::<usize>().ok())
             .unwrap_or(0)
             .max(response.body().len());
-        tracing::warn!(
-            target: "cellucid_edge::lambda",
-            path = %request.uri().path(),
-            body_bytes = declared,
-            max_body_bytes = self.config.max_body_bytes,
-            cache = self.config.cache_url.is_some(),
-            "response body too large for a buffered Lambda response"
-        );
-        let message = format!(
-            "Response body of {declared} bytes is larger than a buffered Lambda response can carry \
-             ({} = {} bytes; the 6 MB envelope holds about 4.5 MB after base64). Set {} so that \
-             large artifacts are answered with a redirect to the cache prefix.",
-            env::MAX_BODY_BYTES,
-            self.config.max_body_bytes,
-            env::CACHE_URL
-        );
-        let mut r = text_response(StatusCode::PAYLOAD_TOO_LARGE, message);
+        let mut r = match app
+            .presigned_artifact(request, self.config.presign_expires)
+            .await
+        {
+            Ok(Some(url)) => match HeaderValue::from_str(&url) {
+                Ok(location) => {
+                    tracing::info!(
+                        target: "cellucid_edge::lambda",
+                        path = %request.uri().path(),
+                        body_bytes = declared,
+                        "large response redirected to the cache prefix"
+                    );
+                    let mut r = Response::new(Bytes::new());
+                    *r.status_mut() = StatusCode::TEMPORARY_REDIRECT;
+                    r.headers_mut().insert(header::LOCATION, location);
+                    r.headers_mut()
+                        .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+                    r
+                }
+                Err(_) => self.too_large_response(declared),
+            },
+            Ok(None) => {
+                tracing::warn!(
+                    target: "cellucid_edge::lambda",
+                    path = %request.uri().path(),
+                    body_bytes = declared,
+                    max_body_bytes = self.config.max_body_bytes,
+                    cache = self.config.cache_url.is_some(),
+                    "response body too large for a buffered Lambda response and no presigning cache"
+                );
+                self.too_large_response(declared)
+            }
+            Err(e) => e.response(),
+        };
         copy_cors(response.headers(), r.headers_mut());
         r.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -523,6 +565,18 @@ impl LambdaHandler {
             *r.body_mut() = Bytes::new();
         }
         r
+    }
+
+    fn too_large_response(&self, declared: usize) -> Response<Bytes> {
+        let message = format!(
+            "Response body of {declared} bytes is larger than a buffered Lambda response can carry \
+             ({} = {} bytes; the 6 MB envelope holds about 4.5 MB after base64). Set {} to an \
+             s3:// prefix so that large artifacts are answered with a redirect to the cache prefix.",
+            env::MAX_BODY_BYTES,
+            self.config.max_body_bytes,
+            env::CACHE_URL
+        );
+        text_response(StatusCode::PAYLOAD_TOO_LARGE, message)
     }
 
     /// The request as the [`App`] sees it: stage prefix removed, identity from `Host`.

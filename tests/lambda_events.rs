@@ -17,6 +17,8 @@ use tokio::sync::OnceCell;
 
 use cellucid_edge::lambda::{LambdaConfig, LambdaHandler, open_app};
 
+mod common;
+
 const VIEWER: &str = "https://www.cellucid.com";
 const DEMO_ID: &str = "pbmc68k_reduced";
 
@@ -531,8 +533,8 @@ async fn golden_routes_through_the_lambda_path() {
     );
 }
 
-/// Bodies over the limit go through the oversized hook: a clear 413 (a 307 to the cache
-/// prefix once that is wired), with CORS headers — never the gateway's 502 — and HEAD agrees.
+/// Bodies over the limit without a presigning cache prefix: a clear 413 with CORS headers —
+/// never the gateway's 502 — and HEAD agrees.
 #[tokio::test]
 async fn oversized_bodies_are_refused_clearly_with_cors() {
     let config = LambdaConfig {
@@ -555,6 +557,136 @@ async fn oversized_bodies_are_refused_clearly_with_cors() {
     // A JSON document is judged by its escaped size in the envelope.
     let doc = invoke(&handler, url_event("GET", "var_manifest.json", false)).await;
     assert_eq!(doc.status, 413, "var_manifest.json is 8 922 bytes");
+}
+
+/// Write a minimal AnnData-Zarr v2 store of `n_cells` cells whose only data is a 3-D UMAP
+/// (uncompressed, one chunk), with consolidated metadata: a real store of the size where
+/// buffered Lambda responses break (`points_3d.bin` of 1M cells is 12 MB).
+fn write_large_umap_store(dir: &std::path::Path, n_cells: u64) {
+    let group = json!({ "zarr_format": 2 });
+    let frame = |order: Value| {
+        json!({ "_index": "index", "column-order": order,
+                "encoding-type": "dataframe", "encoding-version": "0.2.0" })
+    };
+    let strings = |n: u64| {
+        json!({ "shape": [n], "chunks": [n.max(1)], "dtype": "|O", "fill_value": "", "order": "C",
+                "filters": [{ "id": "vlen-utf8" }], "dimension_separator": ".",
+                "compressor": null, "zarr_format": 2 })
+    };
+    let array_attrs = |kind: &str| json!({ "encoding-type": kind, "encoding-version": "0.2.0" });
+    let dict_attrs = json!({ "encoding-type": "dict", "encoding-version": "0.1.0" });
+    let metadata = json!({
+        ".zgroup": group,
+        ".zattrs": { "encoding-type": "anndata", "encoding-version": "0.1.0" },
+        "obs/.zgroup": group, "obs/.zattrs": frame(json!([])),
+        "obs/index/.zarray": strings(n_cells), "obs/index/.zattrs": array_attrs("string-array"),
+        "var/.zgroup": group, "var/.zattrs": frame(json!([])),
+        "var/index/.zarray": strings(1), "var/index/.zattrs": array_attrs("string-array"),
+        "obsm/.zgroup": group, "obsm/.zattrs": dict_attrs,
+        "obsm/X_umap_3d/.zarray": {
+            "shape": [n_cells, 3], "chunks": [n_cells, 3], "dtype": "<f4", "fill_value": 0.0,
+            "order": "C", "filters": null, "dimension_separator": ".", "compressor": null,
+            "zarr_format": 2 },
+        "obsm/X_umap_3d/.zattrs": array_attrs("array"),
+    });
+    let map = metadata.as_object().expect("metadata object");
+    for (key, value) in map {
+        let path = dir.join(key);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, serde_json::to_vec(value).expect("json")).expect("write");
+    }
+    let consolidated = json!({ "metadata": metadata, "zarr_consolidated_format": 1 });
+    std::fs::write(
+        dir.join(".zmetadata"),
+        serde_json::to_vec(&consolidated).expect("json"),
+    )
+    .expect("write .zmetadata");
+    // Deterministic coordinates (an LCG), not all equal, so normalisation has work to do.
+    let mut state: u32 = 0x2545_f491;
+    let mut chunk = Vec::with_capacity(n_cells as usize * 12);
+    for _ in 0..n_cells * 3 {
+        state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        let v = (state >> 8) as f32 / (1u32 << 24) as f32 * 20.0 - 10.0;
+        chunk.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(dir.join("obsm/X_umap_3d/0.0"), chunk).expect("write chunk");
+}
+
+/// A 1M-cell `points_3d.bin` (12 MB, over the buffered-response limit) through the handler is
+/// a 307 to a presigned URL of the artifact in an S3 cache prefix (a real S3-protocol server,
+/// moto, on 127.0.0.1) — never an error — with CORS headers on the redirect; following the
+/// redirect yields the gzip object with `Content-Encoding`/`Content-Type`, byte-identical to
+/// what the App serves inline. HEAD redirects too; without a presigning cache, a clear 413.
+#[tokio::test]
+async fn large_body_redirects_to_a_presigned_cache_object() {
+    let Some(moto) = common::moto::moto().await else {
+        return;
+    };
+    let bucket = moto.bucket("lambda-large").await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let store = data.path().join("million.zarr");
+    write_large_umap_store(&store, 1_000_000);
+    let config = LambdaConfig {
+        data_url: Some(store.to_string_lossy().into_owned()),
+        cache_url: Some(format!("{bucket}/cache")),
+        ..LambdaConfig::default()
+    };
+    let app = Arc::new(open_app(&config).await.expect("1M-cell store opens"));
+    let handler = LambdaHandler::with_app(config, app.clone());
+
+    let a = invoke(&handler, url_event("GET", "points_3d.bin", true)).await;
+    assert_eq!(a.status, 307, "body: {}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.header("access-control-allow-origin"), Some(VIEWER));
+    assert_eq!(a.header("cache-control"), Some("no-store"));
+    let location = a.header("location").expect("Location").to_string();
+    assert!(
+        location.starts_with(&moto.endpoint) && location.contains("X-Amz-Signature="),
+        "not a presigned URL of the cache bucket: {location}"
+    );
+    assert!(location.contains("X-Amz-Expires=300"), "{location}");
+
+    let object = common::fetch(http::Method::GET, &location, &[], Vec::new()).await;
+    assert_eq!(
+        object.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&object.body)
+    );
+    assert_eq!(object.header("content-encoding"), "gzip");
+    assert_eq!(object.content_type(), "application/octet-stream");
+    let points = object.decoded().expect("gzip object");
+    assert_eq!(points.len(), 12_000_000);
+    // The same bytes the App serves inline (through `serve`).
+    let request = http::Request::get("/points_3d.bin")
+        .body(())
+        .expect("request");
+    let inline = app.handle(&request).await;
+    assert_eq!(inline.status(), 200);
+    assert!(inline.body()[..] == points[..], "redirected body differs");
+
+    // HEAD is judged by Content-Length and redirects as well; a second GET reuses the object.
+    let head = invoke(&handler, url_event("HEAD", "points_3d.bin", true)).await;
+    assert_eq!(head.status, 307);
+    assert!(head.body.is_empty());
+    let again = invoke(&handler, url_event("GET", "points_3d.bin", false)).await;
+    assert_eq!(again.status, 307);
+
+    // Small artifacts still travel inline.
+    let small = invoke(&handler, url_event("GET", "dataset_identity.json", true)).await;
+    assert_eq!(small.status, 200);
+
+    // A cache prefix on local disk cannot presign: a clear 413, not an error page.
+    let local_cache = tempfile::tempdir().expect("tempdir");
+    let config = LambdaConfig {
+        data_url: Some(store.to_string_lossy().into_owned()),
+        cache_url: Some(local_cache.path().to_string_lossy().into_owned()),
+        ..LambdaConfig::default()
+    };
+    let app = open_app(&config).await.expect("opens");
+    let handler = LambdaHandler::with_app(config, Arc::new(app));
+    let refused = invoke(&handler, url_event("GET", "points_3d.bin", true)).await;
+    assert_eq!(refused.status, 413);
+    assert_eq!(refused.header("access-control-allow-origin"), Some(VIEWER));
 }
 
 /// `CELLUCID_ALLOWED_ORIGINS=*` answers every origin with `*`, like `serve --cors '*'`.

@@ -166,16 +166,32 @@ impl ArtifactCache {
         gzipped: Bytes,
         content_type: &'static str,
     ) -> Result<PutOutcome, CacheError> {
+        self.put_encoded(fingerprint, artifact, gzipped, content_type, Some("gzip"))
+            .await
+    }
+
+    /// Store `body` create-only with the `Content-Type` and `Content-Encoding` metadata a
+    /// client fetching the object directly (a presigned URL) must see.
+    pub async fn put_encoded(
+        &self,
+        fingerprint: &str,
+        artifact: &str,
+        body: Bytes,
+        content_type: &'static str,
+        content_encoding: Option<&'static str>,
+    ) -> Result<PutOutcome, CacheError> {
         let path = self.path(fingerprint, artifact);
         let mut attributes = Attributes::new();
         attributes.insert(Attribute::ContentType, content_type.into());
-        attributes.insert(Attribute::ContentEncoding, "gzip".into());
+        if let Some(encoding) = content_encoding {
+            attributes.insert(Attribute::ContentEncoding, encoding.into());
+        }
         let options = PutOptions {
             mode: PutMode::Create,
             attributes,
             ..PutOptions::default()
         };
-        let payload = PutPayload::from_bytes(gzipped);
+        let payload = PutPayload::from_bytes(body);
         let result = match self.store.put_opts(&path, payload.clone(), options).await {
             // Backends without object attributes (local files): the kind is implied by the key.
             Err(object_store::Error::NotImplemented { .. }) => {
@@ -201,6 +217,11 @@ impl ArtifactCache {
     /// The underlying store and the object path of an artifact (for streaming writers).
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
+    }
+
+    /// Whether this backend can hand out presigned URLs (S3).
+    pub fn can_presign(&self) -> bool {
+        self.signer.is_some()
     }
 
     /// A presigned GET URL of a cached artifact, when the backend can sign (S3).

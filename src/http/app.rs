@@ -28,6 +28,64 @@ pub struct ServerIdentity {
     pub port: u16,
 }
 
+/// Where a request path leads (see [`App::target`]).
+enum Target<'a> {
+    /// `/_cellucid/*`.
+    Control(Route),
+    /// An artifact of one atlas.
+    Artifact(&'a Arc<Dataset>, Route),
+}
+
+/// Why a request path leads nowhere.
+enum Miss {
+    /// Longer than the protocol allows (414).
+    TooLong,
+    /// Not a decodable path (400), with the reason.
+    BadPath(String),
+    /// No such route, atlas or dataset prefix (404).
+    NotFound,
+}
+
+impl Miss {
+    fn response(&self) -> Response<Bytes> {
+        match self {
+            Miss::TooLong => text(StatusCode::URI_TOO_LONG, "Request path too long"),
+            Miss::BadPath(reason) => text(StatusCode::BAD_REQUEST, reason),
+            Miss::NotFound => text(StatusCode::NOT_FOUND, "Not found"),
+        }
+    }
+}
+
+/// Why a large artifact could not be handed out as a presigned URL.
+#[derive(Debug, thiserror::Error)]
+pub enum PresignError {
+    /// The artifact itself could not be produced.
+    #[error("artifact unavailable: {0}")]
+    Artifact(Arc<DatasetError>),
+    /// The cache prefix could not be read or written.
+    #[error(transparent)]
+    Cache(#[from] crate::cache::CacheError),
+}
+
+impl PresignError {
+    /// The response a client should get for this failure.
+    pub fn response(&self) -> Response<Bytes> {
+        match self {
+            PresignError::Artifact(e) => error_response(e),
+            PresignError::Cache(e) => {
+                tracing::warn!(target: "cellucid_edge::http", "large artifact not staged in the cache: {e}");
+                let mut r = text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The cache prefix is temporarily unavailable; retry shortly",
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                r
+            }
+        }
+    }
+}
+
 /// Settings of the HTTP layer.
 #[derive(Debug, Clone)]
 pub struct AppConfig {
@@ -266,6 +324,22 @@ impl App {
                 return r;
             }
         }
+        let (dataset, route) = match self.target(request) {
+            Ok(Target::Control(route)) => {
+                return self.control(&route, request.extensions().get::<ServerIdentity>());
+            }
+            Ok(Target::Artifact(dataset, route)) => (dataset, route),
+            Err(miss) => return miss.response(),
+        };
+        match self.artifact_response(&ctx, dataset, &route).await {
+            Ok(r) => r,
+            Err(e) => error_response(&e),
+        }
+    }
+
+    /// Where a request path leads: a control document, or an artifact of one atlas. A path
+    /// that leads nowhere is answered with the response to send (400, 404, 414).
+    fn target<B>(&self, request: &Request<B>) -> Result<Target<'_>, Miss> {
         let raw = request
             .uri()
             .path_and_query()
@@ -273,17 +347,15 @@ impl App {
             .unwrap_or("/");
         let decoded = match decode_path(raw) {
             Ok(p) => p,
-            Err(crate::protocol::PathError::TooLong) => {
-                return text(StatusCode::URI_TOO_LONG, "Request path too long");
-            }
-            Err(e) => return text(StatusCode::BAD_REQUEST, &e.to_string()),
+            Err(crate::protocol::PathError::TooLong) => return Err(Miss::TooLong),
+            Err(e) => return Err(Miss::BadPath(e.to_string())),
         };
         let path = decoded.trim_start_matches('/');
         let (dataset, rest) = if self.catalog.is_multi() {
             match path.split_once('/') {
                 Some((id, rest)) if !path.starts_with("_cellucid/") => match self.catalog.get(id) {
                     Some(ds) => (Some(ds), rest),
-                    None => return text(StatusCode::NOT_FOUND, "Not found"),
+                    None => return Err(Miss::NotFound),
                 },
                 _ => (None, path),
             }
@@ -295,19 +367,64 @@ impl App {
                 .unwrap_or(path);
             (Some(ds), rest)
         };
-        let Some(route) = parse_route(rest) else {
-            return text(StatusCode::NOT_FOUND, "Not found");
-        };
+        let route = parse_route(rest).ok_or(Miss::NotFound)?;
         if route.is_control() {
-            return self.control(&route, request.extensions().get::<ServerIdentity>());
+            return Ok(Target::Control(route));
         }
-        let Some(dataset) = dataset else {
-            return text(StatusCode::NOT_FOUND, "Not found");
+        match dataset {
+            Some(dataset) => Ok(Target::Artifact(dataset, route)),
+            None => Err(Miss::NotFound),
+        }
+    }
+
+    /// A short-lived presigned GET URL of the artifact `request` asks for, stored in the cache
+    /// prefix exactly as it would be sent: gzip with `Content-Encoding: gzip` and the artifact's
+    /// `Content-Type` (a raw `.gz` file route gets an object without `Content-Encoding`, so the
+    /// client receives the gzip file itself). The object is written (create-only) when missing.
+    ///
+    /// `Ok(None)` when the request is not an artifact, no cache prefix is configured, or the
+    /// cache backend cannot presign (only S3 can). This is how a transport with a body limit
+    /// (the Lambda: 6 MB) answers a large artifact with a redirect.
+    pub async fn presigned_artifact<B>(
+        &self,
+        request: &Request<B>,
+        expires_in: std::time::Duration,
+    ) -> Result<Option<String>, PresignError> {
+        let Some(cache) = &self.config.cache else {
+            return Ok(None);
         };
-        match self.artifact_response(&ctx, dataset, &route).await {
-            Ok(r) => r,
-            Err(e) => error_response(&e),
+        if !cache.can_presign() {
+            return Ok(None);
         }
+        let Ok(Target::Artifact(dataset, route)) = self.target(request) else {
+            return Ok(None);
+        };
+        let artifact = resolve_artifact(dataset, &route)
+            .await
+            .map_err(|e| PresignError::Artifact(Arc::new(e)))?;
+        let (rendered, _) = self
+            .render(dataset, &artifact)
+            .await
+            .map_err(PresignError::Artifact)?;
+        let fingerprint = self.fingerprint(dataset.id()).unwrap_or_default();
+        let content_type = artifact.kind().content_type();
+        let (key, encoding) = if route.is_raw_gzip() {
+            (format!("{}.gzfile", artifact.cache_key()), None)
+        } else {
+            (artifact.cache_key(), Some("gzip"))
+        };
+        if !cache.exists(fingerprint, &key).await? {
+            cache
+                .put_encoded(
+                    fingerprint,
+                    &key,
+                    rendered.gzipped.clone(),
+                    content_type,
+                    encoding,
+                )
+                .await?;
+        }
+        Ok(cache.presigned_get(fingerprint, &key, expires_in).await)
     }
 
     fn control(&self, route: &Route, identity: Option<&ServerIdentity>) -> Response<Bytes> {

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod moto;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -239,6 +241,39 @@ impl Drop for TestServer {
             let _ = tx.send(());
         }
     }
+}
+
+/// One request to an absolute URL (e.g. a presigned object-store URL), body read.
+pub async fn fetch(method: Method, url: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Resp {
+    let client: LegacyClient<HttpConnector, Full<Bytes>> =
+        LegacyClient::builder(TokioExecutor::new()).build_http();
+    let mut builder = Request::builder().method(method.clone()).uri(url);
+    for (k, v) in headers {
+        builder = builder.header(*k, *v);
+    }
+    let request = builder
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_else(|e| panic!("building {method} {url}: {e}"));
+    let response = tokio::time::timeout(Duration::from_secs(120), client.request(request))
+        .await
+        .unwrap_or_else(|_| panic!("{method} {url} timed out"))
+        .unwrap_or_else(|e| panic!("{method} {url}: {e:?}"));
+    let (parts, body) = response.into_parts();
+    let body = body
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("reading body of {url}: {e}"))
+        .to_bytes();
+    Resp {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+/// `PUT url` with `body`; the status code.
+pub async fn http_put(url: &str, body: Vec<u8>) -> u16 {
+    fetch(Method::PUT, url, &[], body).await.status.as_u16()
 }
 
 /// A response with its body read.
