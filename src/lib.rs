@@ -17,3 +17,4 @@ pub mod model;
 pub mod protocol;
 pub mod serve;
 pub mod store;
+pub mod v09;
