@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod moto;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -142,6 +144,33 @@ impl TestServer {
             .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local_addr");
         let app = Arc::new(App::new(catalog, config));
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(cellucid_edge::serve::serve_until(
+            listener,
+            app.clone(),
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        let client = LegacyClient::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(5))
+            .build_http();
+        TestServer {
+            addr,
+            app,
+            shutdown: Some(tx),
+            task: Some(task),
+            client,
+        }
+    }
+
+    /// Serve an already built `app` (e.g. with a custom 0.9 front-end).
+    pub async fn start_app(app: App) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local_addr");
+        let app = Arc::new(app);
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(cellucid_edge::serve::serve_until(
             listener,
