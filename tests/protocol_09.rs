@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use cellucid_edge::http::{App, AppConfig};
+use cellucid_edge::lambda::{LambdaConfig, LambdaHandler};
 use cellucid_edge::v09::documents::Counts;
 use cellucid_edge::v09::source::{Source, SourceLocation};
 use cellucid_edge::v09::{Frontend, FrontendConfig};
@@ -429,5 +430,136 @@ async fn datasets_document_passes_the_095_validator() {
             &[&doc],
         );
         assert_eq!(out.trim(), "ok 1", "{doc}");
+    }
+}
+
+/// A browser-style client: datasets → consolidated metadata → ranged reads of one gene of a
+/// CSC X (indptr, then a data range), keeping bytes by ETag and revalidating with
+/// If-None-Match; a changed object must come back with a new tag (never mixed).
+#[tokio::test]
+async fn browser_style_client_through_serve() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("sparse.v2.zarr");
+    copy_dir(&fixture_store("sparse", "v2"), &store);
+    let app = app_for(&store.to_string_lossy(), FrontendConfig::default()).await;
+    let server = common::TestServer::start_app(app).await;
+    let base = "/v0.9";
+    let viewer = [("origin", ORIGIN)];
+    let r = server.get(&format!("{base}/_cellucid/datasets"), &viewer).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let url = r.json()["datasets"][0]["anndata"]["file"]["url"].as_str().unwrap().to_string();
+    let root = format!("{base}/{url}");
+    // The Python probe tries .zmetadata first and falls back to zarr.json on a 404.
+    let meta = server.get(&format!("{root}.zmetadata"), &[("range", "bytes=0-524287")]).await;
+    assert_eq!(meta.status, StatusCode::PARTIAL_CONTENT);
+    let doc: Value = serde_json::from_slice(&meta.body).unwrap();
+    assert_eq!(doc["metadata"]["X/.zattrs"]["encoding-type"], "csc_matrix");
+
+    // One gene: indptr[g..g+2], then the data range of that column.
+    let indptr_key = format!("{root}X/indptr/0");
+    let head = server.request(Method::HEAD, &indptr_key, &[]).await;
+    assert_eq!(head.status, StatusCode::OK);
+    assert!(head.body.is_empty());
+    let indptr_len: usize = head.header("content-length").parse().unwrap();
+    let file = std::fs::read(store.join("X/indptr/0")).unwrap();
+    assert_eq!(indptr_len, file.len());
+    let r = server.get(&indptr_key, &[("range", "bytes=0-")]).await;
+    let etag = r.header("etag").to_string();
+    let mut cache = std::collections::HashMap::new();
+    cache.insert(indptr_key.clone(), (etag.clone(), r.body.clone()));
+    // Revalidation: 304 with the same tag, nothing re-sent.
+    let again = server.get(&indptr_key, &[("if-none-match", &etag), ("range", "bytes=0-")]).await;
+    assert_eq!(again.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(again.header("etag"), etag);
+    assert!(again.body.is_empty());
+
+    // Two halves of a chunk, read as two ranged requests, join to the stored bytes.
+    let data_key = format!("{root}X/data/0");
+    let stored = std::fs::read(store.join("X/data/0")).unwrap();
+    let half = stored.len() / 2;
+    let a = server.get(&data_key, &[("range", &format!("bytes=0-{}", half - 1))]).await;
+    let b = server.get(&data_key, &[("range", &format!("bytes={half}-"))]).await;
+    assert_eq!(a.header("etag"), b.header("etag"), "one tag per version");
+    assert_eq!([a.body.clone(), b.body.clone()].concat(), stored);
+
+    // The object changes: the next revalidation gets 200 and a new tag.
+    std::fs::write(store.join("X/indptr/0"), [&file[..], b"x"].concat()).unwrap();
+    let changed = server.get(&indptr_key, &[("if-none-match", &etag)]).await;
+    assert_eq!(changed.status, StatusCode::OK);
+    assert_ne!(changed.header("etag"), etag);
+    assert_eq!(changed.body.len(), file.len() + 1);
+    // HEAD over the real server keeps Content-Length and sends no body.
+    let head = server.request(Method::HEAD, &data_key, &[("range", "bytes=0-9")]).await;
+    assert_eq!(head.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(head.header("content-length"), "10");
+    assert!(head.body.is_empty());
+    // The seed protocol at the root of the same server.
+    let seed = server.get("/_cellucid/health", &[]).await;
+    assert_eq!(seed.json()["is_backed"], false);
+    server.stop().await;
+}
+
+fn event(name: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("events/v09").join(format!("{name}.json"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+fn envelope_body(envelope: &Value) -> Vec<u8> {
+    use base64::Engine;
+    let body = envelope["body"].as_str().unwrap_or_default();
+    if envelope["isBase64Encoded"] == true {
+        base64::engine::general_purpose::STANDARD.decode(body).unwrap()
+    } else {
+        body.as_bytes().to_vec()
+    }
+}
+
+fn envelope_header<'a>(envelope: &'a Value, name: &str) -> &'a str {
+    envelope["headers"][name]
+        .as_str()
+        .or_else(|| envelope["multiValueHeaders"][name][0].as_str())
+        .unwrap_or_default()
+}
+
+/// The sample events of events/v09 through `LambdaHandler::handle_event` (the demo atlas, as
+/// the default deployment serves it).
+#[tokio::test]
+async fn lambda_events_for_the_09_protocol() {
+    let handler = LambdaHandler::new(LambdaConfig::default());
+    let demo = fixture_store("pbmc68k", "v3");
+    let zarr_json = std::fs::read(demo.join("zarr.json")).unwrap();
+    let chunk = std::fs::read(demo.join("X/c/0/0")).unwrap();
+    let chunk10 = std::fs::read(demo.join("X/c/1/0")).unwrap();
+    let cases: [(&str, u16, Option<Vec<u8>>, Option<String>); 9] = [
+        ("url-v09-datasets", 200, None, None),
+        ("url-v09-range-zarr-json", 206, Some(zarr_json[..100].to_vec()), Some(format!("bytes 0-99/{}", zarr_json.len()))),
+        ("url-v09-range-suffix-chunk", 206, Some(chunk[chunk.len() - 64..].to_vec()), None),
+        ("url-v09-head-chunk", 200, Some(Vec::new()), None),
+        ("url-v09-head-range", 206, Some(Vec::new()), Some(format!("bytes 0-9/{}", chunk.len()))),
+        ("url-v09-absent-key", 404, None, None),
+        ("v2-v09-range-zarr-json", 206, Some(zarr_json[10..20].to_vec()), None),
+        ("rest-v09-range-chunk", 206, Some(chunk10[..32].to_vec()), None),
+        ("rest-v09-head-chunk", 200, Some(Vec::new()), None),
+    ];
+    for (name, status, body, range) in cases {
+        let envelope = handler.handle_event(event(name)).await.expect("handled");
+        assert_eq!(envelope["statusCode"], status, "{name}: {envelope}");
+        assert_eq!(envelope_header(&envelope, "access-control-allow-origin"), ORIGIN, "{name}");
+        assert!(envelope_header(&envelope, "content-encoding").is_empty(), "{name}: never gzip");
+        if let Some(body) = body {
+            assert_eq!(envelope_body(&envelope), body, "{name}");
+        }
+        if let Some(range) = range {
+            assert_eq!(envelope_header(&envelope, "content-range"), range, "{name}");
+        }
+        if name.contains("head-chunk") {
+            let stored = if name.starts_with("rest") { chunk10.len() } else { chunk.len() };
+            assert_eq!(envelope_header(&envelope, "content-length"), stored.to_string(), "{name}");
+            assert!(!envelope_header(&envelope, "etag").is_empty());
+        }
+        if name == "url-v09-datasets" {
+            let doc: Value = serde_json::from_slice(&envelope_body(&envelope)).unwrap();
+            assert_eq!(doc["datasets"][0]["anndata"]["file"]["url"], "_cellucid/anndata/pbmc68k_reduced.zarr/");
+        }
     }
 }

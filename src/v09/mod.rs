@@ -52,6 +52,21 @@ pub fn base_url(origin: &str) -> String {
     format!("{}{BASE_PATH}", origin.trim_end_matches('/'))
 }
 
+/// The App of a buffered transport (the Lambda): store-byte bodies above `max_body_bytes` are
+/// redirected to a presigned URL of the store object itself (S3), else answered 413, before
+/// anything is read. HEAD, 304 and 416 are always answered by the function (§5.1).
+pub fn for_buffered_transport(app: crate::http::App, max_body_bytes: usize) -> crate::http::App {
+    let Some(frontend) = app.protocol_09() else {
+        return app;
+    };
+    let config = FrontendConfig {
+        max_inline_body: Some(max_body_bytes as u64),
+        ..frontend.config().clone()
+    };
+    let frontend = frontend.with_config(config);
+    app.with_protocol_09(frontend)
+}
+
 /// Settings of the front-end.
 #[derive(Debug, Clone)]
 pub struct FrontendConfig {
@@ -126,6 +141,26 @@ impl Body {
     }
 }
 
+/// Error of a streamed body (the connection is closed: never a short answer).
+pub type BodyError = object_store::Error;
+
+/// A [`Body`] as a hyper body: bytes in one frame, a store stream frame by frame.
+pub fn hyper_body(body: Body) -> http_body_util::combinators::UnsyncBoxBody<Bytes, BodyError> {
+    use http_body_util::BodyExt;
+    match body {
+        Body::Empty => http_body_util::Empty::new()
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+        Body::Bytes(b) => http_body_util::Full::new(b)
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+        Body::Stream(stream) => {
+            http_body_util::StreamBody::new(stream.map(|r| r.map(hyper::body::Frame::data)))
+                .boxed_unsync()
+        }
+    }
+}
+
 /// The 0.9 front-end: one or more datasets, each a [`Source`].
 #[derive(Debug)]
 pub struct Frontend {
@@ -180,6 +215,14 @@ impl Frontend {
             })
             .collect();
         Self::new(sources, config)
+    }
+
+    /// The same datasets with another configuration.
+    pub fn with_config(&self, config: FrontendConfig) -> Self {
+        Frontend {
+            sources: self.sources.clone(),
+            config,
+        }
     }
 
     /// The datasets served.
@@ -370,12 +413,17 @@ impl Frontend {
             }
             _ => return not_found(shown),
         };
+        // HEAD and revalidations read current metadata; plain reads may use the memo, since
+        // their GET carries If-Match.
+        let fresh = request.method() == Method::HEAD
+            || request.headers().contains_key(header::IF_NONE_MATCH);
         // An object that changes between its metadata and its GET is looked up again.
-        for _ in 0..3 {
+        for attempt in 0..3 {
+            let fresh = fresh || attempt > 0;
             let lookup = match key {
-                Some(key) => source.lookup_key(key).await,
+                Some(key) => source.lookup_key(key, fresh).await,
                 None => source
-                    .head(&source.location.path)
+                    .head_with(&source.location.path, fresh)
                     .await
                     .map(|info| match info {
                         Some(info) => Lookup::Object(source.location.path.clone(), info),
