@@ -352,7 +352,9 @@ pub async fn open_app(config: &LambdaConfig) -> Result<App, OpenError> {
             port: 443,
         },
     };
-    Ok(App::new(catalog, app_config))
+    let app = App::new(catalog, app_config);
+    // 0.9 store bytes too large for a buffered response: redirect to S3 (see `crate::v09`).
+    Ok(crate::v09::for_buffered_transport(app, config.max_body_bytes))
 }
 
 /// The per-container state: configuration plus the [`App`], opened once and kept warm.
@@ -447,7 +449,10 @@ impl LambdaHandler {
             }
         };
         let response = app.handle(&app_request).await;
-        let response = if self.too_large(&response) {
+        // The 0.9 front-end applies its own limit (redirect to the store object) and answers
+        // HEAD from metadata, so its responses are never judged here.
+        let v09 = crate::v09::is_v09_path(app_request.uri().path());
+        let response = if !v09 && self.too_large(&response) {
             self.oversized(app, &app_request, response).await
         } else {
             response

@@ -19,3 +19,4 @@ pub mod model;
 pub mod protocol;
 pub mod serve;
 pub mod store;
+pub mod v09;

@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -41,8 +42,15 @@ pub async fn serve_until(
                     async move {
                         let (parts, _body) = request.into_parts();
                         let request = hyper::Request::from_parts(parts, ());
+                        // 0.9 store bytes stream from object storage (never buffered whole).
+                        if let Some(v09) = app.protocol_09()
+                            && crate::v09::is_v09_path(request.uri().path())
+                        {
+                            let response = v09.handle(&request).await;
+                            return Ok::<_, Infallible>(response.map(crate::v09::hyper_body));
+                        }
                         let response = app.handle(&request).await;
-                        Ok::<_, Infallible>(response.map(Full::new))
+                        Ok::<_, Infallible>(response.map(|b| Full::new(b).map_err(|never| match never {}).boxed_unsync()))
                     }
                 });
                 let builder = auto::Builder::new(TokioExecutor::new());
@@ -71,5 +79,5 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-/// Body type used by the server (re-exported for tests).
-pub type Body = Full<Bytes>;
+/// Body type used by the server: buffered artifacts, or 0.9 store bytes streamed from storage.
+pub type Body = UnsyncBoxBody<Bytes, crate::v09::BodyError>;

@@ -169,6 +169,8 @@ pub struct App {
     config: AppConfig,
     rendered: moka::future::Cache<(String, Artifact), Arc<Rendered>>,
     atlases: std::collections::HashMap<String, AtlasCacheState>,
+    /// The 0.9 protocol front-end under `/v0.9` (see [`crate::v09`]).
+    v09: Option<Arc<crate::v09::Frontend>>,
 }
 
 impl std::fmt::Debug for App {
@@ -210,7 +212,7 @@ impl App {
             .max_capacity(config.memory_cache_bytes)
             .weigher(|_k: &(String, Artifact), v: &Arc<Rendered>| v.weight())
             .build();
-        let atlases = catalog
+        let atlases: std::collections::HashMap<String, AtlasCacheState> = catalog
             .datasets()
             .iter()
             .map(|d| {
@@ -223,12 +225,35 @@ impl App {
                 )
             })
             .collect();
+        let v09 = crate::v09::Frontend::from_catalog(
+            &catalog,
+            config.cache.as_ref(),
+            |id| atlases.get(id).map(|a: &AtlasCacheState| a.fingerprint.clone()),
+            crate::v09::FrontendConfig {
+                cors: config.cors.clone(),
+                identity: config.identity.clone(),
+                ..crate::v09::FrontendConfig::default()
+            },
+        )
+        .map(Arc::new);
         App {
             catalog,
             config,
             rendered,
             atlases,
+            v09,
         }
+    }
+
+    /// Replace the 0.9 front-end (by default the catalogue's Zarr folders under `/v0.9`).
+    pub fn with_protocol_09(mut self, frontend: crate::v09::Frontend) -> Self {
+        self.v09 = Some(Arc::new(frontend));
+        self
+    }
+
+    /// The 0.9 front-end mounted under `/v0.9`, if any.
+    pub fn protocol_09(&self) -> Option<&Arc<crate::v09::Frontend>> {
+        self.v09.as_ref()
     }
 
     /// The catalogue served.
@@ -248,6 +273,12 @@ impl App {
     /// reports it instead of [`AppConfig::identity`] (the Lambda adapter does, from the
     /// request's `Host`, since behind a gateway the bound address means nothing to a client).
     pub async fn handle<B>(&self, request: &Request<B>) -> Response<Bytes> {
+        // The 0.9 protocol lives under `/v0.9`: its own headers, no gzip, no seed routes.
+        if let Some(v09) = &self.v09
+            && crate::v09::is_v09_path(request.uri().path())
+        {
+            return v09.handle_buffered(request).await;
+        }
         let started = Instant::now();
         let reads = Arc::new(ReadMetrics::default());
         let mut response = REQUEST_READS

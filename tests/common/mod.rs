@@ -164,6 +164,33 @@ impl TestServer {
         }
     }
 
+    /// Serve an already built `app` (e.g. with a custom 0.9 front-end).
+    pub async fn start_app(app: App) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local_addr");
+        let app = Arc::new(app);
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(cellucid_edge::serve::serve_until(
+            listener,
+            app.clone(),
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        let client = LegacyClient::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(5))
+            .build_http();
+        TestServer {
+            addr,
+            app,
+            shutdown: Some(tx),
+            task: Some(task),
+            client,
+        }
+    }
+
     /// Serve the store (or directory of stores) at `url`.
     pub async fn open(url: &str) -> Self {
         Self::start(open_catalog(url).await).await

@@ -7,10 +7,23 @@
 //! independent while sharing one server.
 
 use std::net::TcpListener as StdListener;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStoreExt, PutPayload};
 use tokio::sync::OnceCell;
+
+/// Credentials and region every test client uses (moto accepts any).
+pub const ACCESS_KEY: &str = "testing";
+/// Secret key.
+pub const SECRET_KEY: &str = "testing";
+/// Region.
+pub const REGION: &str = "us-east-1";
 
 /// A running moto server.
 pub struct Moto {
@@ -74,10 +87,11 @@ fn start() -> Option<Moto> {
     // uses S3 goes through this function first.
     unsafe {
         std::env::set_var("AWS_ENDPOINT_URL", &endpoint);
-        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-        std::env::set_var("AWS_REGION", "us-east-1");
-        std::env::set_var("AWS_DEFAULT_REGION", "us-east-1");
+        std::env::set_var("AWS_ACCESS_KEY_ID", ACCESS_KEY);
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
+        std::env::set_var("AWS_REGION", REGION);
+        std::env::set_var("AWS_DEFAULT_REGION", REGION);
+        std::env::set_var("AWS_ALLOW_HTTP", "true");
     }
     let started = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -102,5 +116,40 @@ impl Moto {
             "creating bucket {name}: HTTP {status}"
         );
         format!("s3://{name}")
+    }
+
+    /// An object_store client for `bucket` on this server (for filling it as a user would).
+    pub fn client(&self, bucket: &str) -> Arc<AmazonS3> {
+        Arc::new(
+            AmazonS3Builder::new()
+                .with_endpoint(&self.endpoint)
+                .with_allow_http(true)
+                .with_bucket_name(bucket)
+                .with_region(REGION)
+                .with_access_key_id(ACCESS_KEY)
+                .with_secret_access_key(SECRET_KEY)
+                .build()
+                .expect("S3 client for moto"),
+        )
+    }
+
+    /// Upload a local file, or every file below a local directory, to `bucket/prefix`.
+    pub async fn upload(&self, bucket: &str, prefix: &str, local: &Path) {
+        let client = self.client(bucket);
+        let mut files = Vec::new();
+        if local.is_file() {
+            files.push((prefix.to_string(), local.to_path_buf()));
+        } else {
+            for (rel, _) in super::files_below(local) {
+                files.push((format!("{prefix}/{rel}"), local.join(&rel)));
+            }
+        }
+        for (key, path) in files {
+            let bytes = Bytes::from(std::fs::read(&path).expect("read fixture"));
+            client
+                .put(&ObjectPath::from(key.as_str()), PutPayload::from_bytes(bytes))
+                .await
+                .unwrap_or_else(|e| panic!("upload {key}: {e}"));
+        }
     }
 }
