@@ -6,6 +6,8 @@
 
 mod fingerprint;
 mod gene_pack;
+mod gene_spill;
+pub mod precompute;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -166,10 +168,36 @@ impl ArtifactCache {
         gzipped: Bytes,
         content_type: &'static str,
     ) -> Result<PutOutcome, CacheError> {
+        self.put_create(fingerprint, artifact, gzipped, content_type, true)
+            .await
+    }
+
+    /// Store an uncompressed object (e.g. the gene pack index) create-only.
+    pub async fn put_plain(
+        &self,
+        fingerprint: &str,
+        artifact: &str,
+        body: Bytes,
+        content_type: &'static str,
+    ) -> Result<PutOutcome, CacheError> {
+        self.put_create(fingerprint, artifact, body, content_type, false)
+            .await
+    }
+
+    async fn put_create(
+        &self,
+        fingerprint: &str,
+        artifact: &str,
+        gzipped: Bytes,
+        content_type: &'static str,
+        is_gzip: bool,
+    ) -> Result<PutOutcome, CacheError> {
         let path = self.path(fingerprint, artifact);
         let mut attributes = Attributes::new();
         attributes.insert(Attribute::ContentType, content_type.into());
-        attributes.insert(Attribute::ContentEncoding, "gzip".into());
+        if is_gzip {
+            attributes.insert(Attribute::ContentEncoding, "gzip".into());
+        }
         let options = PutOptions {
             mode: PutMode::Create,
             attributes,

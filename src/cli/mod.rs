@@ -1,6 +1,7 @@
 //! Command-line interface: argument definitions and the subcommands.
 
 mod inspect;
+mod precompute;
 mod serve;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -14,7 +15,8 @@ Examples:
   cellucid-edge serve                          # the built-in demo atlas on http://127.0.0.1:8765
   cellucid-edge serve atlas.zarr --port 9000   # your own AnnData-Zarr store
   cellucid-edge serve ./atlases/               # a directory of stores, served as /<id>/...
-  cellucid-edge inspect atlas.zarr             # what the viewer will see, and warnings")]
+  cellucid-edge inspect atlas.zarr             # what the viewer will see, and warnings
+  cellucid-edge precompute s3://b/atlas.zarr --cache s3://b/cache   # then serve --cache")]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -49,6 +51,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Show what the viewer will see in a store, and what may go wrong.
     Inspect(inspect::InspectArgs),
+    /// Build every artifact and the gene-major copy of X into a cache prefix (resumable).
+    Precompute(precompute::PrecomputeArgs),
 }
 
 /// How an atlas is interpreted (these settings change artifacts).
@@ -107,6 +111,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Inspect(args) => inspect::run(args).await,
+        Command::Precompute(args) => precompute::run(args).await,
     }
 }
 
