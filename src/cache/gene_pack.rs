@@ -5,7 +5,6 @@
 use std::ops::Range;
 
 use bytes::Bytes;
-use object_store::ObjectStoreExt;
 use object_store::buffered::BufWriter;
 use tokio::io::AsyncWriteExt;
 
@@ -155,15 +154,16 @@ impl GenePackWriter {
         for o in &self.offsets {
             index.extend_from_slice(&o.to_le_bytes());
         }
-        let path = cache.path(fingerprint, PACK_INDEX);
+        // Create-only like every artifact: a concurrent run that finished first wrote the
+        // same index (the pack is deterministic for one fingerprint).
         cache
-            .store()
-            .put(&path, index.into())
-            .await
-            .map_err(|source| CacheError::Store {
-                path: path.to_string(),
-                source,
-            })?;
+            .put_plain(
+                fingerprint,
+                PACK_INDEX,
+                index.into(),
+                "application/octet-stream",
+            )
+            .await?;
         Ok(self.offsets.last().copied().unwrap_or(0))
     }
 }

@@ -6,6 +6,8 @@
 
 mod fingerprint;
 mod gene_pack;
+mod gene_spill;
+pub mod precompute;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -167,6 +169,18 @@ impl ArtifactCache {
         content_type: &'static str,
     ) -> Result<PutOutcome, CacheError> {
         self.put_encoded(fingerprint, artifact, gzipped, content_type, Some("gzip"))
+            .await
+    }
+
+    /// Store an uncompressed object (e.g. the gene pack index) create-only.
+    pub async fn put_plain(
+        &self,
+        fingerprint: &str,
+        artifact: &str,
+        body: Bytes,
+        content_type: &'static str,
+    ) -> Result<PutOutcome, CacheError> {
+        self.put_encoded(fingerprint, artifact, body, content_type, None)
             .await
     }
 

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use anyhow::Context;
 use clap::Args;
 
 use cellucid_edge::anndata::{MatrixMeta, SourceFormat};
@@ -27,8 +28,11 @@ pub struct InspectArgs {
 /// Print the report.
 pub async fn run(args: InspectArgs) -> anyhow::Result<()> {
     let location = super::open_location(args.store.as_deref()).await?;
+    let shown = location.display.clone();
     let metrics = Arc::new(ReadMetrics::default());
-    let ds = Dataset::open(location, args.atlas.options(), metrics.clone()).await?;
+    let ds = Dataset::open(location, args.atlas.options(), metrics.clone())
+        .await
+        .with_context(|| format!("opening {shown}"))?;
     let layout = ds.layout();
     let mut warnings: Vec<String> = layout.warnings.clone();
 

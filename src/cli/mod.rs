@@ -3,6 +3,7 @@
 #[cfg(feature = "h5ad")]
 mod convert;
 mod inspect;
+mod precompute;
 mod serve;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -18,7 +19,8 @@ Examples:
   cellucid-edge serve ./atlases/               # a directory of stores, served as /<id>/...
   cellucid-edge inspect atlas.zarr             # what the viewer will see, and warnings
   cellucid-edge serve atlas.h5ad               # an .h5ad file, read lazily
-  cellucid-edge convert atlas.h5ad s3://bucket/atlas.zarr   # h5ad -> AnnData-Zarr")]
+  cellucid-edge convert atlas.h5ad s3://bucket/atlas.zarr   # h5ad -> AnnData-Zarr
+  cellucid-edge precompute s3://b/atlas.zarr --cache s3://b/cache   # then serve --cache")]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -56,6 +58,8 @@ pub enum Command {
     /// Convert an .h5ad file to AnnData-Zarr (consolidated) on a path or object storage.
     #[cfg(feature = "h5ad")]
     Convert(convert::ConvertArgs),
+    /// Build every artifact and the gene-major copy of X into a cache prefix (resumable).
+    Precompute(precompute::PrecomputeArgs),
 }
 
 /// How an atlas is interpreted (these settings change artifacts).
@@ -116,6 +120,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(args) => inspect::run(args).await,
         #[cfg(feature = "h5ad")]
         Command::Convert(args) => convert::run(args).await,
+        Command::Precompute(args) => precompute::run(args).await,
     }
 }
 

@@ -186,8 +186,8 @@ enum Outcome {
     Memory,
     /// One GET of the cache prefix.
     Cache,
-    /// Computed from the source store.
-    Computed,
+    /// Computed from the source store (milliseconds spent computing and compressing).
+    Computed(f64),
 }
 
 impl Outcome {
@@ -195,7 +195,7 @@ impl Outcome {
         match self {
             Outcome::Memory => "memory",
             Outcome::Cache => "cache",
-            Outcome::Computed => "computed",
+            Outcome::Computed(_) => "computed",
         }
     }
 }
@@ -290,19 +290,32 @@ impl App {
             .and_then(|v| v.to_str().ok());
         self.add_common_headers(response.headers_mut(), origin);
         let r = reads.snapshot();
-        let timing = format!(
-            "{}store;desc=\"gets={} bytes={}\", total;dur={:.2}",
+        let header_text = |name: &str| {
             response
                 .headers()
-                .get("x-cellucid-outcome")
+                .get(name)
                 .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let outcome = header_text("x-cellucid-outcome");
+        let compute_ms = header_text("x-cellucid-compute-ms");
+        // `store` counts every object-store GET of the request (source and cache prefix).
+        let timing = format!(
+            "{}store;desc=\"gets={} bytes={}\", {}total;dur={:.2}",
+            outcome
+                .as_deref()
                 .map(|o| format!("cache;desc=\"{o}\", "))
                 .unwrap_or_default(),
             r.gets,
             r.bytes,
+            compute_ms
+                .as_deref()
+                .map(|ms| format!("compute;dur={ms}, "))
+                .unwrap_or_default(),
             started.elapsed().as_secs_f64() * 1000.0
         );
         response.headers_mut().remove("x-cellucid-outcome");
+        response.headers_mut().remove("x-cellucid-compute-ms");
         if let Ok(v) = HeaderValue::from_str(&timing) {
             response.headers_mut().insert("server-timing", v);
         }
@@ -311,6 +324,8 @@ impl App {
             method = %request.method(),
             path = %request.uri().path(),
             status = response.status().as_u16(),
+            cache = outcome.as_deref().unwrap_or("-"),
+            compute_ms = compute_ms.as_deref().unwrap_or("-"),
             store_gets = r.gets,
             store_bytes = r.bytes,
             ms = started.elapsed().as_secs_f64() * 1000.0,
@@ -573,6 +588,7 @@ impl App {
                 return Ok((rendered, Outcome::Cache));
             }
         }
+        let computing = Instant::now();
         let body = artifact.compute(dataset).await?;
         let gzipped = {
             let body = body.clone();
@@ -580,6 +596,7 @@ impl App {
                 .await
                 .map_err(|e| DatasetError::Unsupported(format!("compression task failed: {e}")))?
         };
+        let compute_ms = computing.elapsed().as_secs_f64() * 1000.0;
         // Genes are not written one by one: precompute builds the gene-major pack.
         if let Some(cache) = &self.config.cache
             && !matches!(artifact, Artifact::Gene(_))
@@ -600,7 +617,7 @@ impl App {
                 body: Some(body),
                 digest,
             },
-            Outcome::Computed,
+            Outcome::Computed(compute_ms),
         ))
     }
 
@@ -662,6 +679,10 @@ impl App {
                 format!("\"{}\"", rendered.digest),
             )
         };
+        let compute_ms = match outcome {
+            Outcome::Computed(ms) => Some(ms),
+            _ => None,
+        };
         let outcome = outcome.as_str();
         let not_modified = ctx
             .headers
@@ -686,6 +707,11 @@ impl App {
         }
         r.headers_mut()
             .insert("x-cellucid-outcome", HeaderValue::from_static(outcome));
+        if let Some(ms) = compute_ms
+            && let Ok(v) = HeaderValue::from_str(&format!("{ms:.2}"))
+        {
+            r.headers_mut().insert("x-cellucid-compute-ms", v);
+        }
         Ok(r)
     }
 }

@@ -1,0 +1,267 @@
+#!/usr/bin/env python3
+"""Benchmark of issue 4 (cache, precompute, gene-major pack) — a benchmark, not a test.
+
+    cargo build --release
+    python bench/make_atlas.py /tmp/atlas.zarr --cells 100000 --genes 20000 --density 0.05
+    python3 bench/bench_cache.py /tmp/atlas.zarr --bin target/release/cellucid-edge [--s3]
+
+Measures, and prints as a Markdown table (plus JSON with --json FILE):
+  * precompute wall time and peak RSS (`/usr/bin/time -v`), local files -> local cache;
+  * gene latency median / p99 after precompute, each gene asked once (no in-process hit),
+    local files and (with --s3) a local moto S3 server (atlas and cache both on S3);
+  * bytes read per gene / response bytes, from `Server-Timing` (goal <= 1.1);
+  * first paint (identity + manifests + points_3d) from a fresh process with a warm cache:
+    time to first byte after spawn, and the five requests alone.
+Stdlib only, plus `moto_server` and boto3 (from `pip install 'moto[server]'`) for --s3.
+All traffic goes to 127.0.0.1.
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import random
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+FIRST_PAINT = [
+    "dataset_identity.json",
+    "obs_manifest.json",
+    "var_manifest.json",
+    "connectivity_manifest.json",
+    "points_3d.bin",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def timed_run(cmd, env=None):
+    """Run under /usr/bin/time -v; (wall seconds, peak RSS MiB, stdout)."""
+    out = subprocess.run(
+        ["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, env=env, check=False
+    )
+    if out.returncode != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{out.stderr[-3000:]}")
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", out.stderr).group(1))
+    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)", out.stderr).group(1)
+    secs = 0.0
+    for part in wall.split(":"):
+        secs = secs * 60 + float(part)
+    return secs, rss / 1024, out.stdout
+
+
+class Server:
+    """`cellucid-edge serve` in a child process on a free port."""
+
+    def __init__(self, binary, store, cache, env=None):
+        self.port = free_port()
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [binary, "serve", store, "--cache", cache, "--port", str(self.port), "--log", "warn"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        deadline = time.time() + 120
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.time() > deadline or self.proc.poll() is not None:
+                    self.stop()
+                    sys.exit(f"serve {store} did not start")
+                time.sleep(0.01)
+        self.listening = time.perf_counter() - self.started
+        self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=300)
+
+    def get(self, route):
+        t = time.perf_counter()
+        self.conn.request("GET", "/" + route, headers={"Accept-Encoding": "gzip"})
+        r = self.conn.getresponse()
+        body = r.read()
+        dt = time.perf_counter() - t
+        timing = r.getheader("Server-Timing", "")
+        m = re.search(r'gets=(\d+) bytes=(\d+)', timing)
+        outcome = re.search(r'cache;desc="(\w+)"', timing)
+        return {
+            "status": r.status,
+            "seconds": dt,
+            "bytes": len(body),
+            "gets": int(m.group(1)) if m else -1,
+            "read": int(m.group(2)) if m else -1,
+            "outcome": outcome.group(1) if outcome else "",
+        }
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def gene_names(n_genes, sample, seed=4):
+    rng = random.Random(seed)
+    picks = rng.sample(range(n_genes), min(sample + 1, n_genes))
+    return [f"GENE{i:05d}" for i in picks]
+
+
+def gene_run(binary, store, cache, n_genes, sample, env=None):
+    s = Server(binary, store, cache, env)
+    try:
+        genes = gene_names(n_genes, sample)
+        warm = s.get(f"var/{genes[0]}.values.f32")  # gene names + pack index: once per process
+        rows = [s.get(f"var/{g}.values.f32") for g in genes[1:]]
+    finally:
+        s.stop()
+    bad = [r for r in rows if r["status"] != 200]
+    if bad or warm["status"] != 200:
+        sys.exit(f"gene requests failed: {bad[:3] or warm}")
+    lat = sorted(r["seconds"] * 1000 for r in rows)
+    p99 = lat[min(len(lat) - 1, int(round(0.99 * (len(lat) - 1))))]
+    return {
+        "genes": len(rows),
+        "first_gene_ms": warm["seconds"] * 1000,
+        "first_gene_gets": warm["gets"],
+        "median_ms": statistics.median(lat),
+        "p99_ms": p99,
+        "gets_per_gene": statistics.mean(r["gets"] for r in rows),
+        "read_over_response": sum(r["read"] for r in rows) / max(1, sum(r["bytes"] for r in rows)),
+        "mean_response_bytes": statistics.mean(r["bytes"] for r in rows),
+        "outcomes": sorted({r["outcome"] for r in rows}),
+    }
+
+
+def first_paint(binary, store, cache, env=None):
+    t0 = time.perf_counter()
+    s = Server(binary, store, cache, env)
+    try:
+        t1 = time.perf_counter()
+        rows = [s.get(route) for route in FIRST_PAINT]
+        t2 = time.perf_counter()
+    finally:
+        s.stop()
+    return {
+        "spawn_to_painted_ms": (t2 - t0) * 1000,
+        "requests_ms": (t2 - t1) * 1000,
+        "statuses": [r["status"] for r in rows],
+        "outcomes": [r["outcome"] for r in rows],
+        "gets": sum(max(0, r["gets"]) for r in rows),
+    }
+
+
+def start_moto():
+    port = free_port()
+    log = open(os.path.join(tempfile.gettempdir(), f"bench-moto-{port}.log"), "w")
+    proc = subprocess.Popen(["moto_server", "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
+    deadline = time.time() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if time.time() > deadline:
+                proc.kill()
+                sys.exit("moto_server did not start")
+            time.sleep(0.1)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def upload(endpoint, bucket, prefix, root: Path):
+    import boto3
+
+    s3 = boto3.client(
+        "s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    )
+    s3.create_bucket(Bucket=bucket)
+    n = 0
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            s3.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(root).as_posix()}")
+            n += 1
+    return n
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("atlas", type=Path)
+    p.add_argument("--bin", default="target/release/cellucid-edge")
+    p.add_argument("--genes", type=int, default=20000, help="genes of the atlas (GENE00000...)")
+    p.add_argument("--sample", type=int, default=200, help="genes asked per run")
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--s3", action="store_true", help="also on a local moto S3 server")
+    p.add_argument("--json", type=Path)
+    args = p.parse_args()
+    binary = os.path.abspath(args.bin)
+    work = Path(tempfile.mkdtemp(prefix="bench-cache-"))
+    results = {"atlas": str(args.atlas), "genes_in_atlas": args.genes}
+    try:
+        cache = str(work / "cache")
+        wall, rss, out = timed_run([binary, "precompute", str(args.atlas), "--cache", cache, "--jobs", str(args.jobs), "--quiet"])
+        results["precompute_local"] = {"seconds": wall, "peak_rss_mib": rss, "summary": out}
+        print(out, file=sys.stderr)
+        wall2, _, _ = timed_run([binary, "precompute", str(args.atlas), "--cache", cache, "--quiet"])
+        results["precompute_rerun_seconds"] = wall2
+        results["gene_local"] = gene_run(binary, str(args.atlas), cache, args.genes, args.sample)
+        results["first_paint_local"] = first_paint(binary, str(args.atlas), cache)
+        if args.s3:
+            moto, endpoint = start_moto()
+            try:
+                env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_ALLOW_HTTP="true",
+                           AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_REGION="us-east-1")
+                t = time.time()
+                upload(endpoint, "bench", "atlas.zarr", args.atlas)
+                results["s3_upload_seconds"] = time.time() - t
+                s3_store, s3_cache = "s3://bench/atlas.zarr", "s3://bench/cache"
+                wall, rss, out = timed_run([binary, "precompute", s3_store, "--cache", s3_cache, "--jobs", str(args.jobs), "--quiet"], env)
+                results["precompute_s3"] = {"seconds": wall, "peak_rss_mib": rss}
+                results["gene_s3"] = gene_run(binary, s3_store, s3_cache, args.genes, args.sample, env)
+                results["first_paint_s3"] = first_paint(binary, s3_store, s3_cache, env)
+            finally:
+                moto.terminate()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    print(table(results))
+
+
+def table(r):
+    lines = ["| measure | local files | local S3 (moto) |", "| --- | --- | --- |"]
+
+    def both(label, key, fmt, sub):
+        a = r.get(f"{key}_local", {}).get(sub)
+        b = r.get(f"{key}_s3", {}).get(sub)
+        cell = lambda v: fmt.format(v) if v is not None else "—"
+        lines.append(f"| {label} | {cell(a)} | {cell(b)} |")
+
+    both("precompute wall time (s)", "precompute", "{:.1f}", "seconds")
+    both("precompute peak RSS (MiB)", "precompute", "{:.0f}", "peak_rss_mib")
+    both("gene latency median (ms)", "gene", "{:.1f}", "median_ms")
+    both("gene latency p99 (ms)", "gene", "{:.1f}", "p99_ms")
+    both("store GETs per gene", "gene", "{:.2f}", "gets_per_gene")
+    both("bytes read / response bytes", "gene", "{:.3f}", "read_over_response")
+    both("mean gene response (bytes, gzip)", "gene", "{:.0f}", "mean_response_bytes")
+    both("first gene of a process (ms)", "gene", "{:.1f}", "first_gene_ms")
+    both("first paint, spawn → 5 responses (ms)", "first_paint", "{:.0f}", "spawn_to_painted_ms")
+    both("first paint, the 5 requests (ms)", "first_paint", "{:.1f}", "requests_ms")
+    both("first paint store GETs", "first_paint", "{}", "gets")
+    lines.append(f"| precompute re-run, all present (s) | {r.get('precompute_rerun_seconds', 0):.2f} | — |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
