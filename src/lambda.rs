@@ -52,7 +52,8 @@ pub mod env {
     pub const ALLOWED_ORIGINS: &str = "CELLUCID_ALLOWED_ORIGINS";
     /// Largest raw response body returned inline (bytes).
     pub const MAX_BODY_BYTES: &str = "CELLUCID_MAX_BODY_BYTES";
-    /// Secret for share links (kept for a later feature).
+    /// Secret for share links: when set, only `/s/<token>/…` paths signed with it are served
+    /// (`cellucid-edge share`).
     pub const SHARE_SECRET: &str = "CELLUCID_SHARE_SECRET";
     /// Bytes of rendered artifacts kept in memory per container.
     pub const MEMORY_CACHE_BYTES: &str = "CELLUCID_MEMORY_CACHE_BYTES";
@@ -92,7 +93,7 @@ pub struct LambdaConfig {
     pub allowed_origins: Vec<String>,
     /// Largest raw body answered inline; larger ones go through [`LambdaHandler::oversized`].
     pub max_body_bytes: usize,
-    /// Share-link secret (not used yet; never logged).
+    /// Share-link secret (never logged): when set, every request needs a valid share token.
     pub share_secret: Option<String>,
     /// Bytes of rendered artifacts kept in memory.
     pub memory_cache_bytes: u64,
@@ -291,6 +292,9 @@ pub enum OpenError {
     /// The catalogue could not be opened.
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    /// The share secret is unusable (e.g. too short).
+    #[error("CELLUCID_SHARE_SECRET: {0}")]
+    Share(#[from] crate::share::ShareError),
 }
 
 /// Why an event could not be handled by [`LambdaHandler::handle_event`].
@@ -325,6 +329,11 @@ pub async fn open_app(config: &LambdaConfig) -> Result<App, OpenError> {
             host: "localhost".into(),
             port: 443,
         },
+        share: match &config.share_secret {
+            Some(secret) => Some(crate::share::ShareSecret::new(secret.as_bytes().to_vec())?),
+            None => None,
+        },
+        ..AppConfig::default()
     };
     Ok(App::new(catalog, app_config))
 }

@@ -16,4 +16,5 @@ pub mod lambda;
 pub mod model;
 pub mod protocol;
 pub mod serve;
+pub mod share;
 pub mod store;

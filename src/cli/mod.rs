@@ -2,6 +2,7 @@
 
 mod inspect;
 mod serve;
+mod share;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -49,6 +50,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Show what the viewer will see in a store, and what may go wrong.
     Inspect(inspect::InspectArgs),
+    /// Print a viewer link carrying a signed, expiring share token (private atlases).
+    Share(share::ShareArgs),
 }
 
 /// How an atlas is interpreted (these settings change artifacts).
@@ -107,6 +110,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Inspect(args) => inspect::run(args).await,
+        Command::Share(args) => share::run(args),
     }
 }
 

@@ -1,8 +1,9 @@
 //! [`App`]: routes a request to an atlas artifact and builds the response with the reference's
 //! headers, gzip negotiation, strong ETags and per-request read metering.
 
+use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -16,6 +17,7 @@ use crate::cache::{ArtifactCache, GenePack, fingerprint};
 use crate::catalog::Catalog;
 use crate::dataset::{Dataset, DatasetError};
 use crate::protocol::{Artifact, ArtifactKind, Route, decode_path, parse_route, resolve_artifact};
+use crate::share::{self, ShareError, ShareSecret};
 use crate::store::ReadMetrics;
 use crate::store::zarr_adapter_reads::REQUEST_READS;
 
@@ -39,7 +41,16 @@ pub struct AppConfig {
     pub cache: Option<ArtifactCache>,
     /// `/_cellucid/info` host and port.
     pub identity: ServerIdentity,
+    /// Share-link secret: when set, every request must carry a valid `/s/<token>/` prefix
+    /// (see [`crate::share`]); anything else is answered 403.
+    pub share: Option<ShareSecret>,
+    /// Longest time one request may take; past it (a slow or hung store) the client gets a
+    /// 503 with `Retry-After` and nothing is cached.
+    pub request_timeout: Duration,
 }
+
+/// Default [`AppConfig::request_timeout`].
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Default for AppConfig {
     fn default() -> Self {
@@ -51,6 +62,8 @@ impl Default for AppConfig {
                 host: "127.0.0.1".into(),
                 port: 8765,
             },
+            share: None,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
     }
 }
@@ -192,9 +205,14 @@ impl App {
     pub async fn handle<B>(&self, request: &Request<B>) -> Response<Bytes> {
         let started = Instant::now();
         let reads = Arc::new(ReadMetrics::default());
-        let mut response = REQUEST_READS
-            .scope(reads.clone(), self.dispatch(request))
-            .await;
+        let dispatched = REQUEST_READS.scope(reads.clone(), self.dispatch(request));
+        // A hung store never hangs a request: past the deadline the work is dropped (nothing
+        // was cached, the cache prefix is only written after a complete computation).
+        let mut response = match tokio::time::timeout(self.config.request_timeout, dispatched).await
+        {
+            Ok(response) => response,
+            Err(_) => timed_out(self.config.request_timeout),
+        };
         let origin = request
             .headers()
             .get(header::ORIGIN)
@@ -220,7 +238,7 @@ impl App {
         tracing::info!(
             target: "cellucid_edge::http",
             method = %request.method(),
-            path = %request.uri().path(),
+            path = %share::redact(request.uri().path()),
             status = response.status().as_u16(),
             store_gets = r.gets,
             store_bytes = r.bytes,
@@ -237,7 +255,43 @@ impl App {
         apply_common_headers(&self.config.cors, headers, origin);
     }
 
+    /// With a share secret: check the `/s/<token>/` prefix of `target` and strip it, returning
+    /// the target below it and the dataset the token is bound to (if any). Without one: the
+    /// target unchanged.
+    fn share_gate<'t>(
+        &self,
+        target: &'t str,
+    ) -> Result<(Cow<'t, str>, Option<String>), Response<Bytes>> {
+        let Some(secret) = &self.config.share else {
+            return Ok((Cow::Borrowed(target), None));
+        };
+        let checked = share::split_target(target).and_then(|(token, below)| {
+            let claims = share::verify(secret, token, SystemTime::now())?;
+            if let Some(id) = &claims.dataset {
+                let served = if self.catalog.is_multi() {
+                    self.catalog.get(id).is_some()
+                } else {
+                    self.catalog.first().id() == id
+                };
+                if !served {
+                    return Err(ShareError::WrongDataset);
+                }
+            }
+            Ok((Cow::Owned(below), claims.dataset))
+        });
+        checked.map_err(|e| forbidden(&e))
+    }
+
     async fn dispatch<B>(&self, request: &Request<B>) -> Response<Bytes> {
+        let target = request
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let (target, scope) = match self.share_gate(target) {
+            Ok(gated) => gated,
+            Err(refused) => return refused,
+        };
         let ctx = Ctx {
             method: request.method(),
             headers: request.headers(),
@@ -266,11 +320,7 @@ impl App {
                 return r;
             }
         }
-        let raw = request
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
+        let raw = target.as_ref();
         let decoded = match decode_path(raw) {
             Ok(p) => p,
             Err(crate::protocol::PathError::TooLong) => {
@@ -295,11 +345,20 @@ impl App {
                 .unwrap_or(path);
             (Some(ds), rest)
         };
+        if let (Some(scope), Some(ds)) = (&scope, dataset)
+            && ds.id() != scope
+        {
+            return forbidden(&ShareError::WrongDataset);
+        }
         let Some(route) = parse_route(rest) else {
             return text(StatusCode::NOT_FOUND, "Not found");
         };
         if route.is_control() {
-            return self.control(&route, request.extensions().get::<ServerIdentity>());
+            return self.control(
+                &route,
+                request.extensions().get::<ServerIdentity>(),
+                scope.as_deref(),
+            );
         }
         let Some(dataset) = dataset else {
             return text(StatusCode::NOT_FOUND, "Not found");
@@ -310,7 +369,13 @@ impl App {
         }
     }
 
-    fn control(&self, route: &Route, identity: Option<&ServerIdentity>) -> Response<Bytes> {
+    /// A control document; a dataset-bound share token (`scope`) lists only its dataset.
+    fn control(
+        &self,
+        route: &Route,
+        identity: Option<&ServerIdentity>,
+        scope: Option<&str>,
+    ) -> Response<Bytes> {
         let identity = identity.unwrap_or(&self.config.identity);
         let first = self.catalog.first();
         let version = env!("CARGO_PKG_VERSION");
@@ -340,6 +405,7 @@ impl App {
                     .catalog
                     .datasets()
                     .iter()
+                    .filter(|d| scope.is_none_or(|id| d.id() == id))
                     .map(|d| {
                         json!({
                             "id": d.id(),
@@ -568,6 +634,33 @@ fn text(status: StatusCode, message: &str) -> Response<Bytes> {
     r
 }
 
+/// 403 for a request without a valid share token (CORS headers are added like on every
+/// response, so the viewer can show why).
+fn forbidden(error: &ShareError) -> Response<Bytes> {
+    let mut r = text(StatusCode::FORBIDDEN, &format!("Forbidden: {error}"));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// 503 for a request that outlived its deadline.
+fn timed_out(deadline: Duration) -> Response<Bytes> {
+    tracing::warn!(
+        target: "cellucid_edge::http",
+        deadline_ms = deadline.as_millis() as u64,
+        "request deadline exceeded (slow or hung store)"
+    );
+    let mut r = text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The data store did not answer in time; retry shortly",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
 fn error_response(error: &DatasetError) -> Response<Bytes> {
     match error {
         DatasetError::NotFound(message) => text(StatusCode::NOT_FOUND, message),
@@ -583,6 +676,8 @@ fn error_response(error: &DatasetError) -> Response<Bytes> {
             );
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             r
         }
         e => {

@@ -5,5 +5,5 @@ mod app;
 pub mod cors;
 pub mod encoding;
 
-pub use app::{App, AppConfig, ServerIdentity, apply_common_headers};
+pub use app::{App, AppConfig, DEFAULT_REQUEST_TIMEOUT, ServerIdentity, apply_common_headers};
 pub use cors::CorsPolicy;
