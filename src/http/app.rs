@@ -261,7 +261,7 @@ impl App {
     fn share_gate<'t>(
         &self,
         target: &'t str,
-    ) -> Result<(Cow<'t, str>, Option<String>), Response<Bytes>> {
+    ) -> Result<(Cow<'t, str>, Option<String>), ShareError> {
         let Some(secret) = &self.config.share else {
             return Ok((Cow::Borrowed(target), None));
         };
@@ -279,7 +279,7 @@ impl App {
             }
             Ok((Cow::Owned(below), claims.dataset))
         });
-        checked.map_err(|e| forbidden(&e))
+        checked
     }
 
     async fn dispatch<B>(&self, request: &Request<B>) -> Response<Bytes> {
@@ -290,7 +290,7 @@ impl App {
             .unwrap_or("/");
         let (target, scope) = match self.share_gate(target) {
             Ok(gated) => gated,
-            Err(refused) => return refused,
+            Err(refused) => return forbidden(&refused),
         };
         let ctx = Ctx {
             method: request.method(),
