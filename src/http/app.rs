@@ -265,7 +265,7 @@ impl App {
         let Some(secret) = &self.config.share else {
             return Ok((Cow::Borrowed(target), None));
         };
-        let checked = share::split_target(target).and_then(|(token, below)| {
+        share::split_target(target).and_then(|(token, below)| {
             let claims = share::verify(secret, token, SystemTime::now())?;
             if let Some(id) = &claims.dataset {
                 let served = if self.catalog.is_multi() {
@@ -278,8 +278,7 @@ impl App {
                 }
             }
             Ok((Cow::Owned(below), claims.dataset))
-        });
-        checked
+        })
     }
 
     async fn dispatch<B>(&self, request: &Request<B>) -> Response<Bytes> {
