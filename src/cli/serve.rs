@@ -85,7 +85,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
         share,
         request_timeout: args.request_timeout,
-        ..AppConfig::default()
     };
     let app = Arc::new(App::new(catalog, config));
     let host = if args.host.is_unspecified() {
