@@ -121,3 +121,34 @@ impl ObjectStore for ReadOnlyStore {
         Err(self.refuse("rename", from))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::ObjectStoreExt;
+    use object_store::memory::InMemory;
+
+    #[tokio::test]
+    async fn reads_pass_and_writes_are_refused_and_counted() {
+        let inner = Arc::new(InMemory::new());
+        let x = Path::from("a/x");
+        inner
+            .put(&x, PutPayload::from_static(b"abc"))
+            .await
+            .unwrap();
+        let ro = ReadOnlyStore::new(inner.clone());
+        assert_eq!(
+            &ro.get(&x).await.unwrap().bytes().await.unwrap()[..],
+            b"abc"
+        );
+        assert!(ro.put(&x, PutPayload::from_static(b"zzz")).await.is_err());
+        assert!(ro.delete(&x).await.is_err());
+        assert!(ro.copy(&x, &Path::from("a/y")).await.is_err());
+        assert!(ro.put_multipart(&x).await.is_err());
+        assert_eq!(ro.write_attempts(), 4);
+        assert_eq!(
+            &inner.get(&x).await.unwrap().bytes().await.unwrap()[..],
+            b"abc"
+        );
+    }
+}
