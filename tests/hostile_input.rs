@@ -269,10 +269,7 @@ async fn method_confusion_is_4xx_and_never_desynchronises() {
         ("G(T /points_3d.bin HTTP/1.1\r\nHost: x\r\n\r\n", 400),
         ("GET\t/points_3d.bin HTTP/1.1\r\nHost: x\r\n\r\n", 400),
     ] {
-        let request = format!(
-            "{}",
-            request.replacen("\r\n\r\n", "\r\nConnection: close\r\n\r\n", 1)
-        );
+        let request = request.replacen("\r\n\r\n", "\r\nConnection: close\r\n\r\n", 1);
         let (statuses, text) = exchange_all(server.addr, request.as_bytes()).await;
         assert_no_5xx(&statuses, &request);
         let method = request.split(' ').next().unwrap_or_default();
