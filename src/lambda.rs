@@ -58,7 +58,8 @@ pub mod env {
     pub const MAX_BODY_BYTES: &str = "CELLUCID_MAX_BODY_BYTES";
     /// Lifetime of the presigned URLs large responses redirect to (seconds, 1–604800).
     pub const PRESIGN_SECONDS: &str = "CELLUCID_PRESIGN_SECONDS";
-    /// Secret for share links (kept for a later feature).
+    /// Secret for share links: when set, only `/s/<token>/…` paths signed with it are served
+    /// (`cellucid-edge share`).
     pub const SHARE_SECRET: &str = "CELLUCID_SHARE_SECRET";
     /// Bytes of rendered artifacts kept in memory per container.
     pub const MEMORY_CACHE_BYTES: &str = "CELLUCID_MEMORY_CACHE_BYTES";
@@ -100,7 +101,7 @@ pub struct LambdaConfig {
     pub max_body_bytes: usize,
     /// Lifetime of the presigned URL a large response redirects to.
     pub presign_expires: std::time::Duration,
-    /// Share-link secret (not used yet; never logged).
+    /// Share-link secret (never logged): when set, every request needs a valid share token.
     pub share_secret: Option<String>,
     /// Bytes of rendered artifacts kept in memory.
     pub memory_cache_bytes: u64,
@@ -317,6 +318,9 @@ pub enum OpenError {
     /// The catalogue could not be opened.
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    /// The share secret is unusable (e.g. too short).
+    #[error("CELLUCID_SHARE_SECRET: {0}")]
+    Share(#[from] crate::share::ShareError),
 }
 
 /// Why an event could not be handled by [`LambdaHandler::handle_event`].
@@ -351,10 +355,18 @@ pub async fn open_app(config: &LambdaConfig) -> Result<App, OpenError> {
             host: "localhost".into(),
             port: 443,
         },
+        share: match &config.share_secret {
+            Some(secret) => Some(crate::share::ShareSecret::new(secret.as_bytes().to_vec())?),
+            None => None,
+        },
+        ..AppConfig::default()
     };
     let app = App::new(catalog, app_config);
     // 0.9 store bytes too large for a buffered response: redirect to S3 (see `crate::v09`).
-    Ok(crate::v09::for_buffered_transport(app, config.max_body_bytes))
+    Ok(crate::v09::for_buffered_transport(
+        app,
+        config.max_body_bytes,
+    ))
 }
 
 /// The per-container state: configuration plus the [`App`], opened once and kept warm.

@@ -18,5 +18,6 @@ pub mod lambda;
 pub mod model;
 pub mod protocol;
 pub mod serve;
+pub mod share;
 pub mod store;
 pub mod v09;

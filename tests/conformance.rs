@@ -176,3 +176,50 @@ fn compare_rules_follow_compare_py() {
     ours[0..4].copy_from_slice(&nan);
     assert!(common::compare_outliers(&golden, &ours).is_some());
 }
+
+/// The source store is never written: served through a `ReadOnlyStore` (which refuses and
+/// counts every write) with a cache prefix configured elsewhere, the whole conformance
+/// sequence passes and not one write reaches the source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn source_store_is_never_written() {
+    use std::sync::Arc;
+
+    use cellucid_edge::cache::ArtifactCache;
+    use cellucid_edge::catalog::Catalog;
+    use cellucid_edge::dataset::DatasetOptions;
+    use cellucid_edge::http::AppConfig;
+    use cellucid_edge::store::{ReadMetrics, ReadOnlyStore};
+
+    for (atlas, version) in [("pbmc68k", "v3"), ("sparse", "v2")] {
+        let mut source = common::location(fixture_store(atlas, version).to_str().unwrap());
+        let read_only = Arc::new(ReadOnlyStore::new(source.store.clone()));
+        source.store = read_only.clone();
+        let catalog = Catalog::open(
+            source,
+            &DatasetOptions::default(),
+            Arc::new(ReadMetrics::default()),
+        )
+        .await
+        .expect("open read-only");
+        let cache_dir = tempfile::tempdir().expect("tempdir");
+        let config = AppConfig {
+            cache: Some(ArtifactCache::new(
+                &common::location(cache_dir.path().to_str().unwrap()),
+                Arc::new(ReadMetrics::default()),
+            )),
+            ..AppConfig::default()
+        };
+        let server = TestServer::start_with(catalog, config).await;
+        let label = format!("{atlas}.{version}.zarr (read-only)");
+        let failures = check_server(atlas, &label, &server).await;
+        server.stop().await;
+        assert_failures(&label, &failures);
+        assert_eq!(
+            read_only.write_attempts(),
+            0,
+            "{atlas}.{version}: the server tried to write the source store"
+        );
+        // The run did write — to the cache prefix, not the source.
+        assert!(!common::files_below(cache_dir.path()).is_empty());
+    }
+}

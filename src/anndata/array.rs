@@ -435,9 +435,7 @@ impl ZArray {
         }
         match &self.backing {
             Backing::Zarr(array) => array
-                .async_retrieve_array_subset::<Vec<String>>(&ArraySubset::new_with_ranges(&[
-                    range,
-                ]))
+                .async_retrieve_array_subset::<Vec<String>>(&ArraySubset::new_with_ranges(&[range]))
                 .await
                 .map_err(|e| self.read_error(e)),
             #[cfg(feature = "h5ad")]

@@ -109,10 +109,12 @@ impl ArtifactCache {
         let path = self.path(fingerprint, artifact);
         match self.store.get(&path).await {
             Ok(result) => {
-                let bytes = result.bytes().await.map_err(|source| CacheError::Store {
-                    path: path.to_string(),
-                    source,
-                })?;
+                let bytes = crate::store::complete_body(result)
+                    .await
+                    .map_err(|source| CacheError::Store {
+                        path: path.to_string(),
+                        source,
+                    })?;
                 record_get(&self.metrics, bytes.len() as u64);
                 Ok(Some(bytes))
             }
@@ -135,14 +137,16 @@ impl ArtifactCache {
         range: std::ops::Range<u64>,
     ) -> Result<Bytes, CacheError> {
         let path = self.path(fingerprint, artifact);
-        let bytes =
-            self.store
-                .get_range(&path, range)
-                .await
-                .map_err(|source| CacheError::Store {
-                    path: path.to_string(),
-                    source,
-                })?;
+        let expected = range.end.saturating_sub(range.start);
+        let bytes = self
+            .store
+            .get_range(&path, range)
+            .await
+            .and_then(|bytes| crate::store::check_len(bytes, expected))
+            .map_err(|source| CacheError::Store {
+                path: path.to_string(),
+                source,
+            })?;
         record_get(&self.metrics, bytes.len() as u64);
         Ok(bytes)
     }

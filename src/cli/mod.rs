@@ -5,6 +5,7 @@ mod convert;
 mod inspect;
 mod precompute;
 mod serve;
+mod share;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -60,6 +61,8 @@ pub enum Command {
     Convert(convert::ConvertArgs),
     /// Build every artifact and the gene-major copy of X into a cache prefix (resumable).
     Precompute(precompute::PrecomputeArgs),
+    /// Print a viewer link carrying a signed, expiring share token (private atlases).
+    Share(share::ShareArgs),
 }
 
 /// How an atlas is interpreted (these settings change artifacts).
@@ -121,6 +124,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         #[cfg(feature = "h5ad")]
         Command::Convert(args) => convert::run(args).await,
         Command::Precompute(args) => precompute::run(args).await,
+        Command::Share(args) => share::run(args),
     }
 }
 

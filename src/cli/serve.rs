@@ -9,6 +9,7 @@ use clap::Args;
 use cellucid_edge::cache::ArtifactCache;
 use cellucid_edge::catalog::Catalog;
 use cellucid_edge::http::{App, AppConfig, CorsPolicy, ServerIdentity};
+use cellucid_edge::share::ShareSecret;
 use cellucid_edge::store::ReadMetrics;
 
 use super::{AtlasArgs, open_cache_url};
@@ -35,12 +36,28 @@ pub struct ServeArgs {
     /// and written back to it, and genes are served from the gene-major pack `precompute` builds.
     #[arg(long, env = "CELLUCID_CACHE_URL")]
     pub cache: Option<String>,
+    /// Private atlas: name of the environment variable holding the share-link secret. Only
+    /// `/s/<token>/…` requests signed with it are served (links from `cellucid-edge share`).
+    #[arg(long, value_name = "VAR")]
+    pub share_secret_env: Option<String>,
+    /// Longest time one request may take (e.g. `30s`); a slower store gets a 503 + Retry-After.
+    #[arg(long, default_value = "30s", value_parser = parse_timeout)]
+    pub request_timeout: std::time::Duration,
     #[command(flatten)]
     pub atlas: AtlasArgs,
 }
 
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    cellucid_edge::share::parse_validity(text)
+}
+
 /// Run the server until Ctrl-C.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let share = match &args.share_secret_env {
+        Some(var) => Some(ShareSecret::from_env(var)?),
+        None => None,
+    };
+    let private = share.is_some();
     let location = super::open_location(args.store.as_deref()).await?;
     let shown = location.display.clone();
     let metrics = Arc::new(ReadMetrics::default());
@@ -66,6 +83,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             host: args.host.to_string(),
             port: local.port(),
         },
+        share,
+        request_timeout: args.request_timeout,
     };
     let app = Arc::new(App::new(catalog, config));
     let host = if args.host.is_unspecified() {
@@ -84,7 +103,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     println!("local URL:   {base}");
     let encoded: String = url::form_urlencoded::byte_serialize(base.as_bytes()).collect();
-    if app.catalog().is_multi() {
+    if private {
+        println!(
+            "private:     every request needs a share token; make links with \
+             `cellucid-edge share --secret-env {} --base {base}`",
+            args.share_secret_env.as_deref().unwrap_or_default()
+        );
+    } else if app.catalog().is_multi() {
         for ds in app.catalog().datasets() {
             println!(
                 "viewer link: https://www.cellucid.com/?remote={encoded}&dataset={}",

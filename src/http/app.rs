@@ -1,8 +1,9 @@
 //! [`App`]: routes a request to an atlas artifact and builds the response with the reference's
 //! headers, gzip negotiation, strong ETags and per-request read metering.
 
+use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -16,6 +17,7 @@ use crate::cache::{ArtifactCache, GenePack, fingerprint};
 use crate::catalog::Catalog;
 use crate::dataset::{Dataset, DatasetError};
 use crate::protocol::{Artifact, ArtifactKind, Route, decode_path, parse_route, resolve_artifact};
+use crate::share::{self, ShareError, ShareSecret};
 use crate::store::ReadMetrics;
 use crate::store::zarr_adapter_reads::REQUEST_READS;
 
@@ -36,6 +38,11 @@ enum Target<'a> {
     Artifact(&'a Arc<Dataset>, Route),
 }
 
+/// The dataset a verified share token is bound to (`None`: every dataset), attached by
+/// [`App::handle`] to the request it passes on.
+#[derive(Debug, Clone)]
+struct ShareScope(Option<String>);
+
 /// Why a request path leads nowhere.
 enum Miss {
     /// Longer than the protocol allows (414).
@@ -44,6 +51,8 @@ enum Miss {
     BadPath(String),
     /// No such route, atlas or dataset prefix (404).
     NotFound,
+    /// The share token is bound to another dataset (403).
+    WrongDataset,
 }
 
 impl Miss {
@@ -52,6 +61,7 @@ impl Miss {
             Miss::TooLong => text(StatusCode::URI_TOO_LONG, "Request path too long"),
             Miss::BadPath(reason) => text(StatusCode::BAD_REQUEST, reason),
             Miss::NotFound => text(StatusCode::NOT_FOUND, "Not found"),
+            Miss::WrongDataset => forbidden(&ShareError::WrongDataset),
         }
     }
 }
@@ -97,7 +107,16 @@ pub struct AppConfig {
     pub cache: Option<ArtifactCache>,
     /// `/_cellucid/info` host and port.
     pub identity: ServerIdentity,
+    /// Share-link secret: when set, every request must carry a valid `/s/<token>/` prefix
+    /// (see [`crate::share`]); anything else is answered 403.
+    pub share: Option<ShareSecret>,
+    /// Longest time one request may take; past it (a slow or hung store) the client gets a
+    /// 503 with `Retry-After` and nothing is cached.
+    pub request_timeout: Duration,
 }
+
+/// Default [`AppConfig::request_timeout`].
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Default for AppConfig {
     fn default() -> Self {
@@ -109,6 +128,8 @@ impl Default for AppConfig {
                 host: "127.0.0.1".into(),
                 port: 8765,
             },
+            share: None,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
     }
 }
@@ -228,7 +249,11 @@ impl App {
         let v09 = crate::v09::Frontend::from_catalog(
             &catalog,
             config.cache.as_ref(),
-            |id| atlases.get(id).map(|a: &AtlasCacheState| a.fingerprint.clone()),
+            |id| {
+                atlases
+                    .get(id)
+                    .map(|a: &AtlasCacheState| a.fingerprint.clone())
+            },
             crate::v09::FrontendConfig {
                 cors: config.cors.clone(),
                 identity: config.identity.clone(),
@@ -273,6 +298,56 @@ impl App {
     /// reports it instead of [`AppConfig::identity`] (the Lambda adapter does, from the
     /// request's `Host`, since behind a gateway the bound address means nothing to a client).
     pub async fn handle<B>(&self, request: &Request<B>) -> Response<Bytes> {
+        if self.config.share.is_none() {
+            return self.handle_gated(request).await;
+        }
+        // Private atlas: every path must start with `/s/<token>/`; what follows is served as
+        // if it were the whole path (both protocols), bound to the token's dataset if any.
+        let target = request
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let refused = match self.share_gate(target) {
+            Ok((below, scope)) => match Request::builder()
+                .method(request.method().clone())
+                .version(request.version())
+                .uri(below.as_ref())
+                .body(())
+            {
+                Ok(mut inner) => {
+                    *inner.headers_mut() = request.headers().clone();
+                    if let Some(identity) = request.extensions().get::<ServerIdentity>() {
+                        inner.extensions_mut().insert(identity.clone());
+                    }
+                    inner.extensions_mut().insert(ShareScope(scope));
+                    return self.handle_gated(&inner).await;
+                }
+                Err(_) => text(StatusCode::BAD_REQUEST, "Invalid request path"),
+            },
+            Err(refused) => forbidden(&refused),
+        };
+        let mut response = refused;
+        let origin = request
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok());
+        self.add_common_headers(response.headers_mut(), origin);
+        tracing::info!(
+            target: "cellucid_edge::http",
+            method = %request.method(),
+            path = %share::redact(request.uri().path()),
+            status = response.status().as_u16(),
+            "request refused by the share gate"
+        );
+        if request.method() == Method::HEAD {
+            *response.body_mut() = Bytes::new();
+        }
+        response
+    }
+
+    /// [`handle`](Self::handle) once the share gate (if any) has passed.
+    async fn handle_gated<B>(&self, request: &Request<B>) -> Response<Bytes> {
         // The 0.9 protocol lives under `/v0.9`: its own headers, no gzip, no seed routes.
         if let Some(v09) = &self.v09
             && crate::v09::is_v09_path(request.uri().path())
@@ -281,9 +356,14 @@ impl App {
         }
         let started = Instant::now();
         let reads = Arc::new(ReadMetrics::default());
-        let mut response = REQUEST_READS
-            .scope(reads.clone(), self.dispatch(request))
-            .await;
+        let dispatched = REQUEST_READS.scope(reads.clone(), self.dispatch(request));
+        // A hung store never hangs a request: past the deadline the work is dropped (nothing
+        // was cached, the cache prefix is only written after a complete computation).
+        let mut response = match tokio::time::timeout(self.config.request_timeout, dispatched).await
+        {
+            Ok(response) => response,
+            Err(_) => timed_out(self.config.request_timeout),
+        };
         let origin = request
             .headers()
             .get(header::ORIGIN)
@@ -322,7 +402,7 @@ impl App {
         tracing::info!(
             target: "cellucid_edge::http",
             method = %request.method(),
-            path = %request.uri().path(),
+            path = %share::redact(request.uri().path()),
             status = response.status().as_u16(),
             cache = outcome.as_deref().unwrap_or("-"),
             compute_ms = compute_ms.as_deref().unwrap_or("-"),
@@ -339,6 +419,32 @@ impl App {
 
     fn add_common_headers(&self, headers: &mut HeaderMap, origin: Option<&str>) {
         apply_common_headers(&self.config.cors, headers, origin);
+    }
+
+    /// With a share secret: check the `/s/<token>/` prefix of `target` and strip it, returning
+    /// the target below it and the dataset the token is bound to (if any). Without one: the
+    /// target unchanged.
+    fn share_gate<'t>(
+        &self,
+        target: &'t str,
+    ) -> Result<(Cow<'t, str>, Option<String>), ShareError> {
+        let Some(secret) = &self.config.share else {
+            return Ok((Cow::Borrowed(target), None));
+        };
+        share::split_target(target).and_then(|(token, below)| {
+            let claims = share::verify(secret, token, SystemTime::now())?;
+            if let Some(id) = &claims.dataset {
+                let served = if self.catalog.is_multi() {
+                    self.catalog.get(id).is_some()
+                } else {
+                    self.catalog.first().id() == id
+                };
+                if !served {
+                    return Err(ShareError::WrongDataset);
+                }
+            }
+            Ok((Cow::Owned(below), claims.dataset))
+        })
     }
 
     async fn dispatch<B>(&self, request: &Request<B>) -> Response<Bytes> {
@@ -372,7 +478,11 @@ impl App {
         }
         let (dataset, route) = match self.target(request) {
             Ok(Target::Control(route)) => {
-                return self.control(&route, request.extensions().get::<ServerIdentity>());
+                let scope = request
+                    .extensions()
+                    .get::<ShareScope>()
+                    .and_then(|s| s.0.as_deref());
+                return self.control(&route, request.extensions().get::<ServerIdentity>(), scope);
             }
             Ok(Target::Artifact(dataset, route)) => (dataset, route),
             Err(miss) => return miss.response(),
@@ -413,6 +523,11 @@ impl App {
                 .unwrap_or(path);
             (Some(ds), rest)
         };
+        if let Some(ShareScope(Some(scope))) = request.extensions().get::<ShareScope>()
+            && dataset.is_some_and(|ds| ds.id() != scope)
+        {
+            return Err(Miss::WrongDataset);
+        }
         let route = parse_route(rest).ok_or(Miss::NotFound)?;
         if route.is_control() {
             return Ok(Target::Control(route));
@@ -473,7 +588,13 @@ impl App {
         Ok(cache.presigned_get(fingerprint, &key, expires_in).await)
     }
 
-    fn control(&self, route: &Route, identity: Option<&ServerIdentity>) -> Response<Bytes> {
+    /// A control document; a dataset-bound share token (`scope`) lists only its dataset.
+    fn control(
+        &self,
+        route: &Route,
+        identity: Option<&ServerIdentity>,
+        scope: Option<&str>,
+    ) -> Response<Bytes> {
         let identity = identity.unwrap_or(&self.config.identity);
         let first = self.catalog.first();
         let version = env!("CARGO_PKG_VERSION");
@@ -503,6 +624,7 @@ impl App {
                     .catalog
                     .datasets()
                     .iter()
+                    .filter(|d| scope.is_none_or(|id| d.id() == id))
                     .map(|d| {
                         json!({
                             "id": d.id(),
@@ -742,6 +864,33 @@ fn text(status: StatusCode, message: &str) -> Response<Bytes> {
     r
 }
 
+/// 403 for a request without a valid share token (CORS headers are added like on every
+/// response, so the viewer can show why).
+fn forbidden(error: &ShareError) -> Response<Bytes> {
+    let mut r = text(StatusCode::FORBIDDEN, &format!("Forbidden: {error}"));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// 503 for a request that outlived its deadline.
+fn timed_out(deadline: Duration) -> Response<Bytes> {
+    tracing::warn!(
+        target: "cellucid_edge::http",
+        deadline_ms = deadline.as_millis() as u64,
+        "request deadline exceeded (slow or hung store)"
+    );
+    let mut r = text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The data store did not answer in time; retry shortly",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
 fn error_response(error: &DatasetError) -> Response<Bytes> {
     match error {
         DatasetError::NotFound(message) => text(StatusCode::NOT_FOUND, message),
@@ -757,6 +906,8 @@ fn error_response(error: &DatasetError) -> Response<Bytes> {
             );
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             r
         }
         e => {

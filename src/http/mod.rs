@@ -5,5 +5,7 @@ mod app;
 pub mod cors;
 pub mod encoding;
 
-pub use app::{App, AppConfig, PresignError, ServerIdentity, apply_common_headers};
+pub use app::{
+    App, AppConfig, DEFAULT_REQUEST_TIMEOUT, PresignError, ServerIdentity, apply_common_headers,
+};
 pub use cors::CorsPolicy;

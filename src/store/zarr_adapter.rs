@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::StreamExt;
 use object_store::path::{Path, PathPart};
-use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
+use object_store::{GetOptions, GetRange, GetResult, ObjectStore, ObjectStoreExt};
 use zarrs::storage::byte_range::{ByteRange, ByteRangeIterator};
 use zarrs::storage::{
     AsyncMaybeBytesIterator, AsyncReadableStorageTraits, MaybeBytes, StorageError, StoreKey,
@@ -29,6 +29,29 @@ pub struct ObjectStoreZarr {
 tokio::task_local! {
     /// Reads made on behalf of the current request (set by the HTTP layer).
     pub static REQUEST_READS: Arc<ReadMetrics>;
+}
+
+/// The whole body of `result`, or an error when the store delivered fewer (or more) bytes than
+/// the range it announced: a truncated body is never decoded, served or cached.
+pub async fn complete_body(result: GetResult) -> Result<Bytes, object_store::Error> {
+    let expected = result.range.end - result.range.start;
+    let bytes = result.bytes().await?;
+    check_len(bytes, expected)
+}
+
+/// `bytes` if it is `expected` bytes long, else a (transient) store error.
+pub fn check_len(bytes: Bytes, expected: u64) -> Result<Bytes, object_store::Error> {
+    if bytes.len() as u64 == expected {
+        return Ok(bytes);
+    }
+    Err(object_store::Error::Generic {
+        store: "cellucid-edge",
+        source: format!(
+            "storage body cut short: received {} of {expected} bytes",
+            bytes.len()
+        )
+        .into(),
+    })
 }
 
 /// Record a GET both globally and for the current request, if one is being metered.
@@ -71,7 +94,7 @@ impl ObjectStoreZarr {
         let path = self.object_path(key);
         match self.store.get(&path).await {
             Ok(result) => {
-                let bytes = result.bytes().await?;
+                let bytes = complete_body(result).await?;
                 record_get(&self.metrics, bytes.len() as u64);
                 Ok(Some(bytes))
             }
@@ -96,7 +119,7 @@ impl ObjectStoreZarr {
                     .e_tag
                     .clone()
                     .unwrap_or_else(|| result.meta.last_modified.to_rfc3339());
-                let bytes = result.bytes().await?;
+                let bytes = complete_body(result).await?;
                 record_get(&self.metrics, bytes.len() as u64);
                 Ok(Some((bytes, version)))
             }
@@ -115,7 +138,7 @@ impl ObjectStoreZarr {
         };
         match self.store.get_opts(path, options).await {
             Ok(result) => {
-                let bytes = result.bytes().await.map_err(storage_error)?;
+                let bytes = complete_body(result).await.map_err(storage_error)?;
                 record_get(&self.metrics, bytes.len() as u64);
                 Ok(Some(bytes))
             }
@@ -169,7 +192,23 @@ impl AsyncReadableStorageTraits for ObjectStoreZarr {
                         // get_ranges coalesces; count one GET per returned part group.
                         let total: u64 = parts.iter().map(|p| p.len() as u64).sum();
                         record_get(&self.metrics, total);
+                        if parts.len() != bounded.len() {
+                            return Err(storage_error(object_store::Error::Generic {
+                                store: "cellucid-edge",
+                                source: format!(
+                                    "store answered {} of {} ranges",
+                                    parts.len(),
+                                    bounded.len()
+                                )
+                                .into(),
+                            }));
+                        }
                         parts
+                            .into_iter()
+                            .zip(&bounded)
+                            .map(|(part, range)| check_len(part, range.end - range.start))
+                            .collect::<Result<Vec<_>, _>>()
+                            .map_err(storage_error)?
                     }
                     Err(object_store::Error::NotFound { .. }) => {
                         record_get(&self.metrics, 0);
@@ -243,10 +282,7 @@ impl zarrs::storage::AsyncWritableStorageTraits for ObjectStoreZarr {
         }
     }
 
-    async fn erase_prefix(
-        &self,
-        prefix: &zarrs::storage::StorePrefix,
-    ) -> Result<(), StorageError> {
+    async fn erase_prefix(&self, prefix: &zarrs::storage::StorePrefix) -> Result<(), StorageError> {
         let dir = self.object_path(prefix.as_str());
         let mut listing = self.store.list(Some(&dir));
         while let Some(meta) = listing.next().await {

@@ -4,8 +4,8 @@
 
 #![allow(dead_code)]
 
-pub mod moto;
 pub mod conformance;
+pub mod moto;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -147,7 +147,10 @@ impl Moto {
         for (key, path) in files {
             let bytes = Bytes::from(std::fs::read(&path).expect("read fixture"));
             client
-                .put(&ObjectPath::from(key.as_str()), PutPayload::from_bytes(bytes))
+                .put(
+                    &ObjectPath::from(key.as_str()),
+                    PutPayload::from_bytes(bytes),
+                )
                 .await
                 .unwrap_or_else(|e| panic!("upload {key}: {e}"));
         }
