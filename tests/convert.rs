@@ -101,7 +101,10 @@ async fn only_structured_uns_arrays_are_skipped() {
     let report = convert_to("pbmc68k", &dir.path().join("p.zarr"), 3).await;
     assert_eq!(
         skipped_keys(&report),
-        ["uns/rank_genes_groups/names", "uns/rank_genes_groups/scores"]
+        [
+            "uns/rank_genes_groups/names",
+            "uns/rank_genes_groups/scores"
+        ]
     );
     assert!(report.arrays > 40 && report.bytes > 1_000_000, "{report:?}");
 }
@@ -119,7 +122,10 @@ async fn existing_store_is_kept_unless_force() {
     assert!(matches!(err, ConvertError::Exists { .. }), "{err}");
     assert!(err.to_string().contains("--force"), "{err}");
     // Still the edge atlas.
-    assert_eq!(open_dataset(out.to_str().unwrap()).await.unwrap().n_genes(), 120);
+    assert_eq!(
+        open_dataset(out.to_str().unwrap()).await.unwrap().n_genes(),
+        120
+    );
 
     let force = ConvertOptions {
         zarr_format: 2,
@@ -161,11 +167,10 @@ async fn interrupted_convert_leaves_no_store_root() {
             r = convert_h5ad(&input, &output, &options, &stop) => panic!("convert finished first: {r:?}"),
             () = stop.1.notified() => {}
         }
-        let written = futures::TryStreamExt::try_collect::<Vec<_>>(
-            output.store.list(Some(&output.prefix)),
-        )
-        .await
-        .expect("list");
+        let written =
+            futures::TryStreamExt::try_collect::<Vec<_>>(output.store.list(Some(&output.prefix)))
+                .await
+                .expect("list");
         assert!(!written.is_empty(), "some objects were written");
         for root in ["zarr.json", ".zgroup", ".zmetadata", ".zattrs"] {
             assert!(
@@ -175,7 +180,9 @@ async fn interrupted_convert_leaves_no_store_root() {
                 "root {root} written before the data"
             );
         }
-        let err = open_dataset(&url).await.expect_err("incomplete store opens");
+        let err = open_dataset(&url)
+            .await
+            .expect_err("incomplete store opens");
         assert!(err.to_string().contains("missing"), "{err}");
     }
 }
@@ -209,7 +216,10 @@ async fn malformed_h5ad_files_give_clear_errors() {
         let msg = open_error(path).await;
         assert!(msg.contains("not a readable HDF5 file"), "{msg}");
         let err = convert_error(path, &out).await;
-        assert!(err.to_string().contains("not a readable HDF5 file"), "{err}");
+        assert!(
+            err.to_string().contains("not a readable HDF5 file"),
+            "{err}"
+        );
     }
 
     // Truncated: the superblock survives, the objects it points to do not.
@@ -301,4 +311,21 @@ async fn convert_to_s3_then_serve_matches_goldens() {
         failures.join("\n")
     );
     println!("s3 convert: {} golden routes match", routes.len());
+}
+
+/// A local directory serves `.h5ad` files next to Zarr stores, each as `/<id>/…`.
+#[tokio::test]
+async fn directory_catalogue_lists_h5ad_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(fixture_source("edge", "h5ad"), dir.path().join("edge.h5ad")).unwrap();
+    common::copy_dir(
+        &fixture_source("sparse", "v3"),
+        &dir.path().join("sparse.v3.zarr"),
+    );
+    std::fs::write(dir.path().join("broken.h5ad"), b"not hdf5").unwrap();
+    let catalog = common::open_catalog(dir.path().to_str().unwrap()).await;
+    let names: Vec<&str> = catalog.datasets().iter().map(|d| d.name()).collect();
+    assert_eq!(names, ["edge", "sparse.v3.zarr"]);
+    assert!(catalog.is_multi());
+    assert_eq!(catalog.datasets()[0].source_format(), "h5ad");
 }

@@ -165,7 +165,7 @@ impl Numbers {
 
 /// Where an array's bytes come from.
 enum Backing {
-    Zarr(Array<ObjectStoreZarr>),
+    Zarr(Box<Array<ObjectStoreZarr>>),
     #[cfg(feature = "h5ad")]
     Hdf5(super::hdf5::H5Array),
 }
@@ -239,7 +239,7 @@ impl ZArray {
         Ok(ZArray {
             key: key.to_string(),
             shape: array.shape().to_vec(),
-            backing: Backing::Zarr(array),
+            backing: Backing::Zarr(Box::new(array)),
             kind,
         })
     }
@@ -435,9 +435,7 @@ impl ZArray {
         }
         match &self.backing {
             Backing::Zarr(array) => array
-                .async_retrieve_array_subset::<Vec<String>>(&ArraySubset::new_with_ranges(&[
-                    range,
-                ]))
+                .async_retrieve_array_subset::<Vec<String>>(&ArraySubset::new_with_ranges(&[range]))
                 .await
                 .map_err(|e| self.read_error(e)),
             #[cfg(feature = "h5ad")]

@@ -88,9 +88,7 @@ impl H5adFile {
             if part.is_empty() || !group.link_exists(part) {
                 return Ok(None);
             }
-            let kind = group
-                .loc_type_by_name(part)
-                .map_err(|e| h5_error(key, e))?;
+            let kind = group.loc_type_by_name(part).map_err(|e| h5_error(key, e))?;
             if i + 1 == parts.len() {
                 return Ok(Some(kind));
             }
@@ -112,7 +110,9 @@ impl H5adFile {
             }
             Some(LocationType::Dataset) => {
                 let ds = self.file.dataset(&path).map_err(|e| h5_error(key, e))?;
-                Ok(Some(Node::Array(ArrayNode::Attributes(attributes(&ds, key)))))
+                Ok(Some(Node::Array(ArrayNode::Attributes(attributes(
+                    &ds, key,
+                )))))
             }
             _ => Ok(None),
         }
@@ -201,7 +201,11 @@ fn float_value(x: f64) -> Value {
 fn attribute_value(attr: &Attribute) -> hdf5::Result<Value> {
     let scalar = attr.is_scalar();
     let values: Vec<Value> = match attr.dtype()?.to_descriptor()? {
-        TypeDescriptor::Boolean => attr.read_raw::<bool>()?.into_iter().map(Value::Bool).collect(),
+        TypeDescriptor::Boolean => attr
+            .read_raw::<bool>()?
+            .into_iter()
+            .map(Value::Bool)
+            .collect(),
         TypeDescriptor::Integer(_) | TypeDescriptor::Enum(_) => attr
             .read_raw::<i64>()?
             .into_iter()
@@ -269,13 +273,13 @@ async fn blocking<T: Send + 'static>(
 
 impl H5Array {
     fn new(key: &str, ds: Dataset) -> Result<Self, AnnDataError> {
-        let descriptor = ds
-            .dtype()
-            .and_then(|t| t.to_descriptor())
-            .map_err(|e| AnnDataError::Metadata {
-                key: key.to_string(),
-                reason: format!("unreadable data type: {e}"),
-            })?;
+        let descriptor =
+            ds.dtype()
+                .and_then(|t| t.to_descriptor())
+                .map_err(|e| AnnDataError::Metadata {
+                    key: key.to_string(),
+                    reason: format!("unreadable data type: {e}"),
+                })?;
         let shape = ds.shape().into_iter().map(|d| d as u64).collect();
         Ok(H5Array {
             key: key.to_string(),

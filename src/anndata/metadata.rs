@@ -147,9 +147,9 @@ fn v3_node(key: &str, value: Value) -> Result<Node, AnnDataError> {
         Some("array") => {
             let meta: ArrayMetadataV3 =
                 serde_json::from_value(value).map_err(|e| metadata_error(key, e))?;
-            Ok(Node::Array(ArrayNode::Zarr(Box::new(
-                ArrayMetadata::V3(meta),
-            ))))
+            Ok(Node::Array(ArrayNode::Zarr(Box::new(ArrayMetadata::V3(
+                meta,
+            )))))
         }
         Some("group") => Ok(Node::Group(
             value

@@ -176,7 +176,9 @@ impl AnnDataStore {
                 ZArray::new(storage.clone(), key, *meta)
             }
             #[cfg(feature = "h5ad")]
-            (Some(Node::Array(_)), Backend::H5ad(file)) => Ok(ZArray::from_hdf5(file.dataset(key)?)),
+            (Some(Node::Array(_)), Backend::H5ad(file)) => {
+                Ok(ZArray::from_hdf5(file.dataset(key)?))
+            }
             (Some(Node::Array(_)), _) => Err(AnnDataError::Metadata {
                 key: key.to_string(),
                 reason: "array node of another source format".into(),

@@ -188,7 +188,8 @@ impl Converter<'_> {
         let array = Array::new_with_metadata(self.storage.clone(), &format!("/{key}"), metadata)
             .map_err(|e| self.output_error(key, e))?;
         let blocks = blocks(&plan.shape, plan.kind);
-        let row_bytes = plan.shape.iter().skip(1).product::<u64>() * zarr_meta::element_size(plan.kind);
+        let row_bytes =
+            plan.shape.iter().skip(1).product::<u64>() * zarr_meta::element_size(plan.kind);
         let read = |ranges: Vec<Range<u64>>| read_block(plan, ranges);
         let mut pending = match blocks.first() {
             Some(first) => Some(read(first.clone()).await?),
@@ -207,8 +208,10 @@ impl Converter<'_> {
             written.map_err(|e| self.output_error(key, e))?;
             pending = next?;
             let rows = ranges.first().map_or(1, |r| r.end - r.start);
-            self.progress
-                .advance(key, rows * row_bytes.max(zarr_meta::element_size(plan.kind)));
+            self.progress.advance(
+                key,
+                rows * row_bytes.max(zarr_meta::element_size(plan.kind)),
+            );
         }
         Ok(())
     }
@@ -223,16 +226,16 @@ fn blocks(shape: &[u64], kind: ElementKind) -> Vec<Vec<Range<u64>>> {
             let chunk = zarr_meta::chunk_shape(shape, kind)[0];
             let step = zarr_meta::block_len(chunk, kind);
             (0..n.div_ceil(step))
-                .map(|b| vec![b * step..((b + 1) * step).min(*n)])
+                .map(|b| std::iter::once(b * step..((b + 1) * step).min(*n)).collect())
                 .collect()
         }
         [n, rest @ ..] => {
             let step = zarr_meta::block_rows(shape, kind);
             (0..n.div_ceil(step))
                 .map(|b| {
-                    let mut r = vec![b * step..((b + 1) * step).min(*n)];
-                    r.extend(rest.iter().map(|d| 0..*d));
-                    r
+                    std::iter::once(b * step..((b + 1) * step).min(*n))
+                        .chain(rest.iter().map(|d| 0..*d))
+                        .collect()
                 })
                 .collect()
         }
@@ -315,7 +318,11 @@ async fn prepare_output(
     };
     let prefix = (!output.prefix.as_ref().is_empty()).then_some(&output.prefix);
     let mut listing = output.store.list(prefix);
-    let existing = listing.next().await.transpose().map_err(|e| store_error("", e))?;
+    let existing = listing
+        .next()
+        .await
+        .transpose()
+        .map_err(|e| store_error("", e))?;
     drop(listing);
     if existing.is_none() {
         return Ok(());
@@ -382,7 +389,10 @@ pub async fn convert_h5ad(
         });
     }
     for required in ["obs", "var"] {
-        if !matches!(file.node(required).map_err(input_error)?, Some(Node::Group(_))) {
+        if !matches!(
+            file.node(required).map_err(input_error)?,
+            Some(Node::Group(_))
+        ) {
             return Err(ConvertError::NotAnnData {
                 input: shown,
                 reason: format!("no `{required}` dataframe"),
@@ -417,9 +427,10 @@ pub async fn convert_h5ad(
         let kind = source.kind();
         let shape = source.shape().to_vec();
         if !zarr_meta::supported(kind) || (kind == ElementKind::String && shape.len() > 1) {
-            report
-                .skipped
-                .push(format!("{key}: HDF5 type {} not convertible", source.descriptor()));
+            report.skipped.push(format!(
+                "{key}: HDF5 type {} not convertible",
+                source.descriptor()
+            ));
             continue;
         }
         order.push((false, plans.len()));

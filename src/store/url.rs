@@ -190,8 +190,8 @@ fn open_local(path: &str, url: &str) -> Result<StoreLocation, StoreUrlError> {
         } else {
             canonical.file_name()
         })
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| last_segment(path)),
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| last_segment(path)),
         is_local: true,
         signer: None,
     })

@@ -243,10 +243,7 @@ impl zarrs::storage::AsyncWritableStorageTraits for ObjectStoreZarr {
         }
     }
 
-    async fn erase_prefix(
-        &self,
-        prefix: &zarrs::storage::StorePrefix,
-    ) -> Result<(), StorageError> {
+    async fn erase_prefix(&self, prefix: &zarrs::storage::StorePrefix) -> Result<(), StorageError> {
         let dir = self.object_path(prefix.as_str());
         let mut listing = self.store.list(Some(&dir));
         while let Some(meta) = listing.next().await {
