@@ -327,6 +327,7 @@ impl ZArray {
         ranges: Vec<Range<u64>>,
         purpose: &str,
     ) -> Result<Numbers, AnnDataError> {
+        #[allow(clippy::infallible_destructuring_match)] // one arm without the `h5ad` feature
         let array = match &self.backing {
             Backing::Zarr(array) => array,
             #[cfg(feature = "h5ad")]
