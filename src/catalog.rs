@@ -79,11 +79,20 @@ impl Catalog {
                 url: location.display.clone(),
                 source,
             })?;
+        // Child stores (directories) and, in a local directory, `.h5ad` files.
+        let h5ad_files = listing
+            .objects
+            .iter()
+            .filter(|_| location.is_local)
+            .filter_map(|o| o.location.filename())
+            .filter(|n| n.ends_with(".h5ad"));
         let mut names: Vec<String> = listing
             .common_prefixes
             .iter()
-            .filter_map(|p| p.filename().map(str::to_string))
+            .filter_map(|p| p.filename())
+            .chain(h5ad_files)
             .filter(|n| !n.starts_with('.'))
+            .map(str::to_string)
             .collect();
         names.sort();
         let mut datasets: Vec<Arc<Dataset>> = Vec::new();
@@ -93,7 +102,7 @@ impl Catalog {
             let mut child_options = options.clone();
             child_options
                 .dataset_name
-                .get_or_insert_with(|| name.clone());
+                .get_or_insert_with(|| name.strip_suffix(".h5ad").unwrap_or(&name).to_string());
             // Ids must be unique and URL-safe; the name stays as written.
             child_options.dataset_id = None;
             match Dataset::open(child, child_options, metrics.clone()).await {

@@ -312,3 +312,20 @@ async fn convert_to_s3_then_serve_matches_goldens() {
     );
     println!("s3 convert: {} golden routes match", routes.len());
 }
+
+/// A local directory serves `.h5ad` files next to Zarr stores, each as `/<id>/…`.
+#[tokio::test]
+async fn directory_catalogue_lists_h5ad_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(fixture_source("edge", "h5ad"), dir.path().join("edge.h5ad")).unwrap();
+    common::copy_dir(
+        &fixture_source("sparse", "v3"),
+        &dir.path().join("sparse.v3.zarr"),
+    );
+    std::fs::write(dir.path().join("broken.h5ad"), b"not hdf5").unwrap();
+    let catalog = common::open_catalog(dir.path().to_str().unwrap()).await;
+    let names: Vec<&str> = catalog.datasets().iter().map(|d| d.name()).collect();
+    assert_eq!(names, ["edge", "sparse.v3.zarr"]);
+    assert!(catalog.is_multi());
+    assert_eq!(catalog.datasets()[0].source_format(), "h5ad");
+}

@@ -165,7 +165,7 @@ impl Numbers {
 
 /// Where an array's bytes come from.
 enum Backing {
-    Zarr(Array<ObjectStoreZarr>),
+    Zarr(Box<Array<ObjectStoreZarr>>),
     #[cfg(feature = "h5ad")]
     Hdf5(super::hdf5::H5Array),
 }
@@ -239,7 +239,7 @@ impl ZArray {
         Ok(ZArray {
             key: key.to_string(),
             shape: array.shape().to_vec(),
-            backing: Backing::Zarr(array),
+            backing: Backing::Zarr(Box::new(array)),
             kind,
         })
     }
@@ -327,6 +327,7 @@ impl ZArray {
         ranges: Vec<Range<u64>>,
         purpose: &str,
     ) -> Result<Numbers, AnnDataError> {
+        #[allow(clippy::infallible_destructuring_match)] // one arm without the `h5ad` feature
         let array = match &self.backing {
             Backing::Zarr(array) => array,
             #[cfg(feature = "h5ad")]

@@ -1,7 +1,8 @@
 //! `cellucid-lambda`: the AWS Lambda function (`bootstrap` for `provided.al2023`).
 //!
 //! Configuration comes from the environment (see `cellucid_edge::lambda::env`); build with
-//! `cargo lambda build --release --bin cellucid-lambda --output-format zip`.
+//! `cargo lambda build --release --bin cellucid-lambda --no-default-features --output-format zip`
+//! (without the default `h5ad` feature, so the function does not link libhdf5).
 
 use std::process::ExitCode;
 use std::sync::Arc;

@@ -226,16 +226,16 @@ fn blocks(shape: &[u64], kind: ElementKind) -> Vec<Vec<Range<u64>>> {
             let chunk = zarr_meta::chunk_shape(shape, kind)[0];
             let step = zarr_meta::block_len(chunk, kind);
             (0..n.div_ceil(step))
-                .map(|b| vec![b * step..((b + 1) * step).min(*n)])
+                .map(|b| std::iter::once(b * step..((b + 1) * step).min(*n)).collect())
                 .collect()
         }
         [n, rest @ ..] => {
             let step = zarr_meta::block_rows(shape, kind);
             (0..n.div_ceil(step))
                 .map(|b| {
-                    let mut r = vec![b * step..((b + 1) * step).min(*n)];
-                    r.extend(rest.iter().map(|d| 0..*d));
-                    r
+                    std::iter::once(b * step..((b + 1) * step).min(*n))
+                        .chain(rest.iter().map(|d| 0..*d))
+                        .collect()
                 })
                 .collect()
         }
