@@ -1,6 +1,7 @@
 //! Command-line interface: argument definitions and the subcommands.
 
 mod inspect;
+mod ready;
 mod serve;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -49,6 +50,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Show what the viewer will see in a store, and what may go wrong.
     Inspect(inspect::InspectArgs),
+    /// Write a Cellucid-ready copy (gene-major CSC float32 X, uns['cellucid']) for the 0.9 protocol.
+    Ready(ready::ReadyArgs),
 }
 
 /// How an atlas is interpreted (these settings change artifacts).
@@ -107,6 +110,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Inspect(args) => inspect::run(args).await,
+        Command::Ready(args) => ready::run(args).await,
     }
 }
 
