@@ -328,7 +328,10 @@ pub async fn open_app(config: &LambdaConfig) -> Result<App, OpenError> {
     };
     let app = App::new(catalog, app_config);
     // 0.9 store bytes too large for a buffered response: redirect to S3 (see `crate::v09`).
-    Ok(crate::v09::for_buffered_transport(app, config.max_body_bytes))
+    Ok(crate::v09::for_buffered_transport(
+        app,
+        config.max_body_bytes,
+    ))
 }
 
 /// The per-container state: configuration plus the [`App`], opened once and kept warm.

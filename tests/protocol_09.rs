@@ -63,13 +63,22 @@ fn h<'a>(r: &'a Response<Bytes>, name: &str) -> &'a str {
 async fn check_byte_semantics(app: &App, path: &str, expected: &[u8]) {
     let size = expected.len() as u64;
     assert!(size > 40, "{path}: fixture too small for the checks");
-    let full = call(app, Method::GET, path, &[("accept-encoding", "gzip"), ("origin", ORIGIN)]).await;
+    let full = call(
+        app,
+        Method::GET,
+        path,
+        &[("accept-encoding", "gzip"), ("origin", ORIGIN)],
+    )
+    .await;
     assert_eq!(full.status(), StatusCode::OK, "{path}");
     assert_eq!(&full.body()[..], expected, "{path}: full body");
     assert_eq!(h(&full, "content-type"), "application/octet-stream");
     assert_eq!(h(&full, "content-length"), size.to_string());
     assert_eq!(h(&full, "accept-ranges"), "bytes");
-    assert!(!full.headers().contains_key("content-encoding"), "{path}: never encoded");
+    assert!(
+        !full.headers().contains_key("content-encoding"),
+        "{path}: never encoded"
+    );
     assert!(!full.headers().contains_key("last-modified"));
     assert_eq!(h(&full, "access-control-allow-origin"), ORIGIN);
     assert_eq!(h(&full, "vary"), "Origin");
@@ -77,10 +86,16 @@ async fn check_byte_semantics(app: &App, path: &str, expected: &[u8]) {
         h(&full, "access-control-expose-headers"),
         "Accept-Ranges, Content-Encoding, Content-Length, Content-Range, ETag"
     );
-    assert_eq!(h(&full, "access-control-allow-headers"), "Content-Type, Range");
+    assert_eq!(
+        h(&full, "access-control-allow-headers"),
+        "Content-Type, Range"
+    );
     assert_eq!(h(&full, "cache-control"), "no-cache");
     let etag = h(&full, "etag").to_string();
-    assert!(etag.starts_with('"') && etag.ends_with('"') && etag.len() > 2, "{path}: strong tag {etag}");
+    assert!(
+        etag.starts_with('"') && etag.ends_with('"') && etag.len() > 2,
+        "{path}: strong tag {etag}"
+    );
 
     let r = call(app, Method::GET, path, &[("range", "bytes=3-12")]).await;
     assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
@@ -92,13 +107,31 @@ async fn check_byte_semantics(app: &App, path: &str, expected: &[u8]) {
     let r = call(app, Method::GET, path, &[("range", "bytes=-16")]).await;
     assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(&r.body()[..], &expected[expected.len() - 16..]);
-    assert_eq!(h(&r, "content-range"), format!("bytes {}-{}/{size}", size - 16, size - 1));
+    assert_eq!(
+        h(&r, "content-range"),
+        format!("bytes {}-{}/{size}", size - 16, size - 1)
+    );
 
-    let r = call(app, Method::GET, path, &[("range", &format!("bytes={}-", size - 5))]).await;
+    let r = call(
+        app,
+        Method::GET,
+        path,
+        &[("range", &format!("bytes={}-", size - 5))],
+    )
+    .await;
     assert_eq!(&r.body()[..], &expected[expected.len() - 5..]);
-    let r = call(app, Method::GET, path, &[("range", &format!("bytes=0-{}", size * 9))]).await;
+    let r = call(
+        app,
+        Method::GET,
+        path,
+        &[("range", &format!("bytes=0-{}", size * 9))],
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
-    assert_eq!(h(&r, "content-range"), format!("bytes 0-{}/{size}", size - 1));
+    assert_eq!(
+        h(&r, "content-range"),
+        format!("bytes 0-{}/{size}", size - 1)
+    );
 
     for bad in [
         format!("bytes={size}-"),
@@ -109,19 +142,50 @@ async fn check_byte_semantics(app: &App, path: &str, expected: &[u8]) {
         "bytes=5-4".into(),
         "items=0-1".into(),
     ] {
-        let r = call(app, Method::GET, path, &[("range", &bad), ("origin", ORIGIN)]).await;
-        assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE, "{path}: {bad}");
+        let r = call(
+            app,
+            Method::GET,
+            path,
+            &[("range", &bad), ("origin", ORIGIN)],
+        )
+        .await;
+        assert_eq!(
+            r.status(),
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "{path}: {bad}"
+        );
         assert_eq!(h(&r, "content-range"), format!("bytes */{size}"));
         assert_eq!(h(&r, "content-type"), "text/plain");
         assert_eq!(&r.body()[..], b"Requested byte range is not satisfiable");
         assert_eq!(h(&r, "access-control-allow-origin"), ORIGIN);
     }
-    let r = call(app, Method::GET, path, &[("range", "bytes=0-1"), ("range", "bytes=2-3")]).await;
-    assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE, "two Range lines");
+    let r = call(
+        app,
+        Method::GET,
+        path,
+        &[("range", "bytes=0-1"), ("range", "bytes=2-3")],
+    )
+    .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        "two Range lines"
+    );
 
     // If-None-Match runs before Range; weak comparison.
-    for inm in [etag.clone(), format!("W/{etag}"), format!("\"nope\", {etag}"), "*".into()] {
-        let r = call(app, Method::GET, path, &[("if-none-match", &inm), ("range", "bytes=0-3")]).await;
+    for inm in [
+        etag.clone(),
+        format!("W/{etag}"),
+        format!("\"nope\", {etag}"),
+        "*".into(),
+    ] {
+        let r = call(
+            app,
+            Method::GET,
+            path,
+            &[("if-none-match", &inm), ("range", "bytes=0-3")],
+        )
+        .await;
         assert_eq!(r.status(), StatusCode::NOT_MODIFIED, "{path}: {inm}");
         assert!(r.body().is_empty());
         assert_eq!(h(&r, "etag"), etag);
@@ -132,10 +196,26 @@ async fn check_byte_semantics(app: &App, path: &str, expected: &[u8]) {
     assert_eq!(r.status(), StatusCode::OK);
 
     // If-Range: strong and exact, else the whole resource.
-    let r = call(app, Method::GET, path, &[("range", "bytes=0-3"), ("if-range", &etag)]).await;
+    let r = call(
+        app,
+        Method::GET,
+        path,
+        &[("range", "bytes=0-3"), ("if-range", &etag)],
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
-    for stale in ["\"stale\"".to_string(), format!("W/{etag}"), "Wed, 21 Oct 2015 07:28:00 GMT".into()] {
-        let r = call(app, Method::GET, path, &[("range", "bytes=0-3"), ("if-range", &stale)]).await;
+    for stale in [
+        "\"stale\"".to_string(),
+        format!("W/{etag}"),
+        "Wed, 21 Oct 2015 07:28:00 GMT".into(),
+    ] {
+        let r = call(
+            app,
+            Method::GET,
+            path,
+            &[("range", "bytes=0-3"), ("if-range", &stale)],
+        )
+        .await;
         assert_eq!(r.status(), StatusCode::OK, "{path}: If-Range {stale}");
         assert_eq!(&r.body()[..], expected);
     }
@@ -158,23 +238,67 @@ async fn zarr_folders_v2_and_v3_key_by_key() {
         let store = fixture_store("sparse", version);
         let app = app_for(&store.to_string_lossy(), FrontendConfig::default()).await;
         let expected = std::fs::read(store.join(chunk)).expect("chunk");
-        check_byte_semantics(&app, &format!("/v0.9/_cellucid/anndata/{ID}.zarr/{chunk}"), &expected).await;
-        let meta = if version == "v2" { ".zmetadata" } else { "zarr.json" };
+        check_byte_semantics(
+            &app,
+            &format!("/v0.9/_cellucid/anndata/{ID}.zarr/{chunk}"),
+            &expected,
+        )
+        .await;
+        let meta = if version == "v2" {
+            ".zmetadata"
+        } else {
+            "zarr.json"
+        };
         let expected = std::fs::read(store.join(meta)).expect("metadata");
-        check_byte_semantics(&app, &format!("/v0.9/_cellucid/anndata/{ID}.zarr/{meta}"), &expected).await;
+        check_byte_semantics(
+            &app,
+            &format!("/v0.9/_cellucid/anndata/{ID}.zarr/{meta}"),
+            &expected,
+        )
+        .await;
         // Absent keys: 404 (never 403), with CORS.
-        let other = if version == "v2" { "zarr.json" } else { ".zmetadata" };
-        for key in [other, "X/data/999", "nope/.zarray", "../x", "X//a", "", "X/./data", "X/data/"] {
+        let other = if version == "v2" {
+            "zarr.json"
+        } else {
+            ".zmetadata"
+        };
+        for key in [
+            other,
+            "X/data/999",
+            "nope/.zarray",
+            "../x",
+            "X//a",
+            "",
+            "X/./data",
+            "X/data/",
+        ] {
             let path = format!("/v0.9/_cellucid/anndata/{ID}.zarr/{key}");
             let r = call(&app, Method::GET, &path, &[("origin", ORIGIN)]).await;
             assert_eq!(r.status(), StatusCode::NOT_FOUND, "{version} {key:?}");
             assert_eq!(h(&r, "access-control-allow-origin"), ORIGIN);
             assert_eq!(h(&r, "content-type"), "text/plain");
         }
-        let r = call(&app, Method::GET, &format!("/v0.9/_cellucid/anndata/{ID}.zarr/nope"), &[]).await;
+        let r = call(
+            &app,
+            Method::GET,
+            &format!("/v0.9/_cellucid/anndata/{ID}.zarr/nope"),
+            &[],
+        )
+        .await;
         assert_eq!(&r.body()[..], b"No key 'nope' in the store");
-        for wrong in ["other.zarr/.zattrs", "demo-1.h5ad", "demo-1.zarr.zip", "demo-1.zarr"] {
-            let r = call(&app, Method::GET, &format!("/v0.9/_cellucid/anndata/{wrong}"), &[]).await;
+        for wrong in [
+            "other.zarr/.zattrs",
+            "demo-1.h5ad",
+            "demo-1.zarr.zip",
+            "demo-1.zarr",
+        ] {
+            let r = call(
+                &app,
+                Method::GET,
+                &format!("/v0.9/_cellucid/anndata/{wrong}"),
+                &[],
+            )
+            .await;
             assert_eq!(r.status(), StatusCode::NOT_FOUND, "{wrong}");
         }
     }
@@ -182,17 +306,36 @@ async fn zarr_folders_v2_and_v3_key_by_key() {
 
 #[tokio::test]
 async fn zarr_zip_and_h5ad_files_with_ranges() {
-    for (file, route) in [("sparse.zarr.zip", "demo-1.zarr.zip"), ("sparse.h5ad", "demo-1.h5ad")] {
+    for (file, route) in [
+        ("sparse.zarr.zip", "demo-1.zarr.zip"),
+        ("sparse.h5ad", "demo-1.h5ad"),
+    ] {
         let path = v09_fixture(file);
         let app = app_for(&path.to_string_lossy(), FrontendConfig::default()).await;
         let expected = std::fs::read(&path).expect("fixture");
         check_byte_semantics(&app, &format!("/v0.9/_cellucid/anndata/{route}"), &expected).await;
-        let r = call(&app, Method::GET, &format!("/v0.9/_cellucid/anndata/{route}/"), &[]).await;
-        assert_eq!(r.status(), StatusCode::NOT_FOUND, "trailing slash on a file store");
+        let r = call(
+            &app,
+            Method::GET,
+            &format!("/v0.9/_cellucid/anndata/{route}/"),
+            &[],
+        )
+        .await;
+        assert_eq!(
+            r.status(),
+            StatusCode::NOT_FOUND,
+            "trailing slash on a file store"
+        );
         let r = call(&app, Method::GET, "/v0.9/_cellucid/datasets", &[]).await;
         let doc: Value = serde_json::from_slice(r.body()).expect("json");
-        assert_eq!(doc["datasets"][0]["anndata"]["file"]["size"], expected.len() as u64);
-        assert_eq!(doc["datasets"][0]["anndata"]["file"]["url"], format!("_cellucid/anndata/{route}"));
+        assert_eq!(
+            doc["datasets"][0]["anndata"]["file"]["size"],
+            expected.len() as u64
+        );
+        assert_eq!(
+            doc["datasets"][0]["anndata"]["file"]["url"],
+            format!("_cellucid/anndata/{route}")
+        );
     }
 }
 
@@ -200,7 +343,13 @@ async fn zarr_zip_and_h5ad_files_with_ranges() {
 async fn documents_control_routes_and_the_seed_beside() {
     let store = fixture_store("sparse", "v3");
     let app = app_for(&store.to_string_lossy(), FrontendConfig::default()).await;
-    let r = call(&app, Method::GET, "/v0.9/_cellucid/datasets?x=1", &[("origin", ORIGIN)]).await;
+    let r = call(
+        &app,
+        Method::GET,
+        "/v0.9/_cellucid/datasets?x=1",
+        &[("origin", ORIGIN)],
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(h(&r, "content-type"), "application/json");
     assert_eq!(
@@ -209,27 +358,61 @@ async fn documents_control_routes_and_the_seed_beside() {
     );
     let r = call(&app, Method::GET, "/v0.9/_cellucid/health", &[]).await;
     let doc: Value = serde_json::from_slice(r.body()).unwrap();
-    let keys: Vec<&str> = doc.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(keys, ["status", "type", "version", "format", "n_cells", "n_genes"]);
+    let keys: Vec<&str> = doc
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        ["status", "type", "version", "format", "n_cells", "n_genes"]
+    );
     let r = call(&app, Method::GET, "/v0.9/_cellucid/info", &[]).await;
     let doc: Value = serde_json::from_slice(r.body()).unwrap();
     assert_eq!(doc["runtime"], "python");
     assert!(doc.get("is_backed").is_none());
     for (method, path, status) in [
-        (Method::GET, "/v0.9/_cellucid/protocol", StatusCode::NOT_FOUND),
+        (
+            Method::GET,
+            "/v0.9/_cellucid/protocol",
+            StatusCode::NOT_FOUND,
+        ),
         (Method::GET, "/v0.9/_cellucid/ws", StatusCode::NOT_FOUND),
         (Method::GET, "/v0.9/", StatusCode::SERVICE_UNAVAILABLE),
         (Method::GET, "/v0.9/anything", StatusCode::NOT_FOUND),
-        (Method::OPTIONS, "/v0.9/_cellucid/anndata/demo-1.zarr/zarr.json", StatusCode::NO_CONTENT),
-        (Method::POST, "/v0.9/_cellucid/health", StatusCode::METHOD_NOT_ALLOWED),
-        (Method::PUT, "/v0.9/_cellucid/health", StatusCode::NOT_IMPLEMENTED),
+        (
+            Method::OPTIONS,
+            "/v0.9/_cellucid/anndata/demo-1.zarr/zarr.json",
+            StatusCode::NO_CONTENT,
+        ),
+        (
+            Method::POST,
+            "/v0.9/_cellucid/health",
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            Method::PUT,
+            "/v0.9/_cellucid/health",
+            StatusCode::NOT_IMPLEMENTED,
+        ),
     ] {
         let r = call(&app, method.clone(), path, &[("origin", ORIGIN)]).await;
         assert_eq!(r.status(), status, "{method} {path}");
-        assert_eq!(h(&r, "access-control-allow-origin"), ORIGIN, "{method} {path}");
+        assert_eq!(
+            h(&r, "access-control-allow-origin"),
+            ORIGIN,
+            "{method} {path}"
+        );
         assert_eq!(h(&r, "access-control-allow-methods"), "GET, HEAD, OPTIONS");
     }
-    let r = call(&app, Method::GET, "/v0.9/_cellucid/health", &[("origin", "https://evil.example")]).await;
+    let r = call(
+        &app,
+        Method::GET,
+        "/v0.9/_cellucid/health",
+        &[("origin", "https://evil.example")],
+    )
+    .await;
     assert!(!r.headers().contains_key("access-control-allow-origin"));
     // The seed protocol keeps answering at the root with its own documents.
     let r = call(&app, Method::GET, "/_cellucid/datasets", &[]).await;
@@ -259,7 +442,13 @@ async fn host_allow_list_answers_421_on_loopback() {
         ("127.0.0.1", StatusCode::MISDIRECTED_REQUEST),
         ("attacker.example:8765", StatusCode::MISDIRECTED_REQUEST),
     ] {
-        let r = call(&app, Method::GET, "/v0.9/_cellucid/health", &[("host", host), ("origin", ORIGIN)]).await;
+        let r = call(
+            &app,
+            Method::GET,
+            "/v0.9/_cellucid/health",
+            &[("host", host), ("origin", ORIGIN)],
+        )
+        .await;
         assert_eq!(r.status(), status, "{host}");
         if status == StatusCode::MISDIRECTED_REQUEST {
             assert_eq!(&r.body()[..], b"Host header does not name this server");
@@ -324,7 +513,11 @@ async fn synthesised_consolidated_metadata_opens_everywhere() {
     for version in ["v2", "v3"] {
         let store = unconsolidated(version, tmp.path());
         let app = app_for(&store.to_string_lossy(), FrontendConfig::default()).await;
-        let key = if version == "v2" { ".zmetadata" } else { "zarr.json" };
+        let key = if version == "v2" {
+            ".zmetadata"
+        } else {
+            "zarr.json"
+        };
         let path = format!("/v0.9/_cellucid/anndata/{ID}.zarr/{key}");
         let r = call(&app, Method::GET, &path, &[]).await;
         assert_eq!(r.status(), StatusCode::OK, "{version}");
@@ -334,13 +527,18 @@ async fn synthesised_consolidated_metadata_opens_everywhere() {
         assert_eq!(etag.len(), 34, "SHA-256 tag: {etag}");
 
         // Same entries as the consolidated metadata anndata wrote.
-        let original: Value =
-            serde_json::from_slice(&std::fs::read(fixture_store("sparse", version).join(key)).unwrap()).unwrap();
+        let original: Value = serde_json::from_slice(
+            &std::fs::read(fixture_store("sparse", version).join(key)).unwrap(),
+        )
+        .unwrap();
         let mine: Value = serde_json::from_slice(&ours).unwrap();
         let (a, b) = if version == "v2" {
             (&original["metadata"], &mine["metadata"])
         } else {
-            (&original["consolidated_metadata"]["metadata"], &mine["consolidated_metadata"]["metadata"])
+            (
+                &original["consolidated_metadata"]["metadata"],
+                &mine["consolidated_metadata"]["metadata"],
+            )
         };
         let mut ka: Vec<&String> = a.as_object().unwrap().keys().collect();
         let mut kb: Vec<&String> = b.as_object().unwrap().keys().collect();
@@ -362,13 +560,21 @@ async fn synthesised_consolidated_metadata_opens_everywhere() {
         let copy = tmp.path().join(format!("copy.{version}.zarr"));
         copy_dir(&store, &copy);
         std::fs::write(copy.join(key), &ours).unwrap();
-        let reopened = common::open_dataset(&copy.to_string_lossy()).await.expect("opens");
-        assert!(reopened.store().tree().is_consolidated(), "{version}: read as consolidated");
+        let reopened = common::open_dataset(&copy.to_string_lossy())
+            .await
+            .expect("opens");
+        assert!(
+            reopened.store().tree().is_consolidated(),
+            "{version}: read as consolidated"
+        );
         let plain = common::open_dataset(&fixture_store("sparse", version).to_string_lossy())
             .await
             .unwrap();
         let (l1, l2) = (reopened.layout(), plain.layout());
-        assert_eq!(format!("{:?}", (&l1.x, &l1.obs, &l1.var)), format!("{:?}", (&l2.x, &l2.obs, &l2.var)));
+        assert_eq!(
+            format!("{:?}", (&l1.x, &l1.obs, &l1.var)),
+            format!("{:?}", (&l2.x, &l2.obs, &l2.var))
+        );
         // obsm order follows the consolidated key order (sorted here, as cellucid 0.9.5 writes it).
         let names = |l: &cellucid_edge::anndata::AnnDataLayout| {
             let mut v: Vec<String> = l.obsm.iter().map(|e| format!("{e:?}")).collect();
@@ -383,7 +589,10 @@ async fn synthesised_consolidated_metadata_opens_everywhere() {
                 "import sys, zarr\ng = zarr.open_consolidated(sys.argv[1], mode='r')\nprint(sorted(g['X'].array_keys()), g['X/data'].shape)",
                 &[&copy.to_string_lossy()],
             );
-            assert!(out.contains("['data', 'indices', 'indptr']"), "zarr-python: {out}");
+            assert!(
+                out.contains("['data', 'indices', 'indptr']"),
+                "zarr-python: {out}"
+            );
         }
         if let Some(python) = &c095 {
             // cellucid 0.9.5's own generator must produce the same bytes.
@@ -394,7 +603,11 @@ async fn synthesised_consolidated_metadata_opens_everywhere() {
             );
             let (k, body) = out.split_once('\n').unwrap();
             assert_eq!(k, key);
-            assert_eq!(body.as_bytes(), &ours[..], "{version}: byte-identical to cellucid 0.9.5");
+            assert_eq!(
+                body.as_bytes(),
+                &ours[..],
+                "{version}: byte-identical to cellucid 0.9.5"
+            );
         }
     }
 }
@@ -445,12 +658,19 @@ async fn browser_style_client_through_serve() {
     let server = common::TestServer::start_app(app).await;
     let base = "/v0.9";
     let viewer = [("origin", ORIGIN)];
-    let r = server.get(&format!("{base}/_cellucid/datasets"), &viewer).await;
+    let r = server
+        .get(&format!("{base}/_cellucid/datasets"), &viewer)
+        .await;
     assert_eq!(r.status, StatusCode::OK);
-    let url = r.json()["datasets"][0]["anndata"]["file"]["url"].as_str().unwrap().to_string();
+    let url = r.json()["datasets"][0]["anndata"]["file"]["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let root = format!("{base}/{url}");
     // The Python probe tries .zmetadata first and falls back to zarr.json on a 404.
-    let meta = server.get(&format!("{root}.zmetadata"), &[("range", "bytes=0-524287")]).await;
+    let meta = server
+        .get(&format!("{root}.zmetadata"), &[("range", "bytes=0-524287")])
+        .await;
     assert_eq!(meta.status, StatusCode::PARTIAL_CONTENT);
     let doc: Value = serde_json::from_slice(&meta.body).unwrap();
     assert_eq!(doc["metadata"]["X/.zattrs"]["encoding-type"], "csc_matrix");
@@ -468,7 +688,12 @@ async fn browser_style_client_through_serve() {
     let mut cache = std::collections::HashMap::new();
     cache.insert(indptr_key.clone(), (etag.clone(), r.body.clone()));
     // Revalidation: 304 with the same tag, nothing re-sent.
-    let again = server.get(&indptr_key, &[("if-none-match", &etag), ("range", "bytes=0-")]).await;
+    let again = server
+        .get(
+            &indptr_key,
+            &[("if-none-match", &etag), ("range", "bytes=0-")],
+        )
+        .await;
     assert_eq!(again.status, StatusCode::NOT_MODIFIED);
     assert_eq!(again.header("etag"), etag);
     assert!(again.body.is_empty());
@@ -477,8 +702,12 @@ async fn browser_style_client_through_serve() {
     let data_key = format!("{root}X/data/0");
     let stored = std::fs::read(store.join("X/data/0")).unwrap();
     let half = stored.len() / 2;
-    let a = server.get(&data_key, &[("range", &format!("bytes=0-{}", half - 1))]).await;
-    let b = server.get(&data_key, &[("range", &format!("bytes={half}-"))]).await;
+    let a = server
+        .get(&data_key, &[("range", &format!("bytes=0-{}", half - 1))])
+        .await;
+    let b = server
+        .get(&data_key, &[("range", &format!("bytes={half}-"))])
+        .await;
     assert_eq!(a.header("etag"), b.header("etag"), "one tag per version");
     assert_eq!([a.body.clone(), b.body.clone()].concat(), stored);
 
@@ -489,7 +718,9 @@ async fn browser_style_client_through_serve() {
     assert_ne!(changed.header("etag"), etag);
     assert_eq!(changed.body.len(), file.len() + 1);
     // HEAD over the real server keeps Content-Length and sends no body.
-    let head = server.request(Method::HEAD, &data_key, &[("range", "bytes=0-9")]).await;
+    let head = server
+        .request(Method::HEAD, &data_key, &[("range", "bytes=0-9")])
+        .await;
     assert_eq!(head.status, StatusCode::PARTIAL_CONTENT);
     assert_eq!(head.header("content-length"), "10");
     assert!(head.body.is_empty());
@@ -500,7 +731,9 @@ async fn browser_style_client_through_serve() {
 }
 
 fn event(name: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("events/v09").join(format!("{name}.json"));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("events/v09")
+        .join(format!("{name}.json"));
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
@@ -508,7 +741,9 @@ fn envelope_body(envelope: &Value) -> Vec<u8> {
     use base64::Engine;
     let body = envelope["body"].as_str().unwrap_or_default();
     if envelope["isBase64Encoded"] == true {
-        base64::engine::general_purpose::STANDARD.decode(body).unwrap()
+        base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .unwrap()
     } else {
         body.as_bytes().to_vec()
     }
@@ -532,20 +767,52 @@ async fn lambda_events_for_the_09_protocol() {
     let chunk10 = std::fs::read(demo.join("X/c/1/0")).unwrap();
     let cases: [(&str, u16, Option<Vec<u8>>, Option<String>); 9] = [
         ("url-v09-datasets", 200, None, None),
-        ("url-v09-range-zarr-json", 206, Some(zarr_json[..100].to_vec()), Some(format!("bytes 0-99/{}", zarr_json.len()))),
-        ("url-v09-range-suffix-chunk", 206, Some(chunk[chunk.len() - 64..].to_vec()), None),
+        (
+            "url-v09-range-zarr-json",
+            206,
+            Some(zarr_json[..100].to_vec()),
+            Some(format!("bytes 0-99/{}", zarr_json.len())),
+        ),
+        (
+            "url-v09-range-suffix-chunk",
+            206,
+            Some(chunk[chunk.len() - 64..].to_vec()),
+            None,
+        ),
         ("url-v09-head-chunk", 200, Some(Vec::new()), None),
-        ("url-v09-head-range", 206, Some(Vec::new()), Some(format!("bytes 0-9/{}", chunk.len()))),
+        (
+            "url-v09-head-range",
+            206,
+            Some(Vec::new()),
+            Some(format!("bytes 0-9/{}", chunk.len())),
+        ),
         ("url-v09-absent-key", 404, None, None),
-        ("v2-v09-range-zarr-json", 206, Some(zarr_json[10..20].to_vec()), None),
-        ("rest-v09-range-chunk", 206, Some(chunk10[..32].to_vec()), None),
+        (
+            "v2-v09-range-zarr-json",
+            206,
+            Some(zarr_json[10..20].to_vec()),
+            None,
+        ),
+        (
+            "rest-v09-range-chunk",
+            206,
+            Some(chunk10[..32].to_vec()),
+            None,
+        ),
         ("rest-v09-head-chunk", 200, Some(Vec::new()), None),
     ];
     for (name, status, body, range) in cases {
         let envelope = handler.handle_event(event(name)).await.expect("handled");
         assert_eq!(envelope["statusCode"], status, "{name}: {envelope}");
-        assert_eq!(envelope_header(&envelope, "access-control-allow-origin"), ORIGIN, "{name}");
-        assert!(envelope_header(&envelope, "content-encoding").is_empty(), "{name}: never gzip");
+        assert_eq!(
+            envelope_header(&envelope, "access-control-allow-origin"),
+            ORIGIN,
+            "{name}"
+        );
+        assert!(
+            envelope_header(&envelope, "content-encoding").is_empty(),
+            "{name}: never gzip"
+        );
         if let Some(body) = body {
             assert_eq!(envelope_body(&envelope), body, "{name}");
         }
@@ -553,13 +820,24 @@ async fn lambda_events_for_the_09_protocol() {
             assert_eq!(envelope_header(&envelope, "content-range"), range, "{name}");
         }
         if name.contains("head-chunk") {
-            let stored = if name.starts_with("rest") { chunk10.len() } else { chunk.len() };
-            assert_eq!(envelope_header(&envelope, "content-length"), stored.to_string(), "{name}");
+            let stored = if name.starts_with("rest") {
+                chunk10.len()
+            } else {
+                chunk.len()
+            };
+            assert_eq!(
+                envelope_header(&envelope, "content-length"),
+                stored.to_string(),
+                "{name}"
+            );
             assert!(!envelope_header(&envelope, "etag").is_empty());
         }
         if name == "url-v09-datasets" {
             let doc: Value = serde_json::from_slice(&envelope_body(&envelope)).unwrap();
-            assert_eq!(doc["datasets"][0]["anndata"]["file"]["url"], "_cellucid/anndata/pbmc68k_reduced.zarr/");
+            assert_eq!(
+                doc["datasets"][0]["anndata"]["file"]["url"],
+                "_cellucid/anndata/pbmc68k_reduced.zarr/"
+            );
         }
     }
 }
@@ -577,10 +855,17 @@ async fn over_s3_with_moto() {
     moto.create_bucket("atlas");
     let tmp = tempfile::tempdir().unwrap();
     let v3u = unconsolidated("v3", tmp.path());
-    moto.upload("atlas", "v2/sparse.zarr", &fixture_store("sparse", "v2")).await;
+    moto.upload("atlas", "v2/sparse.zarr", &fixture_store("sparse", "v2"))
+        .await;
     moto.upload("atlas", "v3u/sparse.zarr", &v3u).await;
-    moto.upload("atlas", "files/sparse.zarr.zip", &v09_fixture("sparse.zarr.zip")).await;
-    moto.upload("atlas", "files/sparse.h5ad", &v09_fixture("sparse.h5ad")).await;
+    moto.upload(
+        "atlas",
+        "files/sparse.zarr.zip",
+        &v09_fixture("sparse.zarr.zip"),
+    )
+    .await;
+    moto.upload("atlas", "files/sparse.h5ad", &v09_fixture("sparse.h5ad"))
+        .await;
     let client = moto.client("atlas");
 
     // Zarr v2 (consolidated): chunk and metadata keys.
@@ -590,10 +875,23 @@ async fn over_s3_with_moto() {
     check_byte_semantics(&app, &path, &chunk).await;
     let r = call(&app, Method::GET, &path, &[]).await;
     use object_store::ObjectStoreExt;
-    let meta = client.head(&"v2/sparse.zarr/X/data/0".into()).await.unwrap();
-    assert_eq!(Some(h(&r, "etag")), meta.e_tag.as_deref(), "the object's own ETag");
+    let meta = client
+        .head(&"v2/sparse.zarr/X/data/0".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        Some(h(&r, "etag")),
+        meta.e_tag.as_deref(),
+        "the object's own ETag"
+    );
     for key in ["zarr.json", "X/data/7", "nope/.zarray"] {
-        let r = call(&app, Method::GET, &format!("/v0.9/_cellucid/anndata/{ID}.zarr/{key}"), &[]).await;
+        let r = call(
+            &app,
+            Method::GET,
+            &format!("/v0.9/_cellucid/anndata/{ID}.zarr/{key}"),
+            &[],
+        )
+        .await;
         assert_eq!(r.status(), StatusCode::NOT_FOUND, "{key}");
     }
 
@@ -609,7 +907,11 @@ async fn over_s3_with_moto() {
 
     // Single-file stores, and `size` equal to the object's length.
     for (key, file, route) in [
-        ("files/sparse.zarr.zip", "sparse.zarr.zip", "demo-1.zarr.zip"),
+        (
+            "files/sparse.zarr.zip",
+            "sparse.zarr.zip",
+            "demo-1.zarr.zip",
+        ),
         ("files/sparse.h5ad", "sparse.h5ad", "demo-1.h5ad"),
     ] {
         let app = app_for(&format!("s3://atlas/{key}"), FrontendConfig::default()).await;
@@ -617,7 +919,10 @@ async fn over_s3_with_moto() {
         check_byte_semantics(&app, &format!("/v0.9/_cellucid/anndata/{route}"), &bytes).await;
         let r = call(&app, Method::GET, "/v0.9/_cellucid/datasets", &[]).await;
         let doc: Value = serde_json::from_slice(r.body()).unwrap();
-        assert_eq!(doc["datasets"][0]["anndata"]["file"]["size"], bytes.len() as u64);
+        assert_eq!(
+            doc["datasets"][0]["anndata"]["file"]["size"],
+            bytes.len() as u64
+        );
     }
 
     // The Lambda: a body over its limit is redirected to the object itself; smaller ranges,
@@ -641,25 +946,40 @@ async fn over_s3_with_moto() {
         }
         e
     };
-    let full = handler.handle_event(mk("GET", serde_json::json!({}))).await.unwrap();
+    let full = handler
+        .handle_event(mk("GET", serde_json::json!({})))
+        .await
+        .unwrap();
     assert_eq!(full["statusCode"], 307, "{full}");
-    assert_eq!(envelope_header(&full, "access-control-allow-origin"), ORIGIN);
+    assert_eq!(
+        envelope_header(&full, "access-control-allow-origin"),
+        ORIGIN
+    );
     let location = envelope_header(&full, "location").to_string();
     assert!(location.starts_with(&moto.endpoint), "{location}");
     let etag = envelope_header(&full, "etag").to_string();
     let fetched = fetch(&location, &[("range", "bytes=0-")]).await;
     assert_eq!(fetched.0, 206);
     assert_eq!(fetched.2, bytes, "the presigned URL serves the object");
-    assert_eq!(fetched.1.get("etag").and_then(|v| v.to_str().ok()), Some(etag.as_str()));
+    assert_eq!(
+        fetched.1.get("etag").and_then(|v| v.to_str().ok()),
+        Some(etag.as_str())
+    );
     let small = handler
         .handle_event(mk("GET", serde_json::json!({"range": "bytes=100-1099"})))
         .await
         .unwrap();
     assert_eq!(small["statusCode"], 206);
     assert_eq!(envelope_body(&small), &bytes[100..1100]);
-    let head = handler.handle_event(mk("HEAD", serde_json::json!({}))).await.unwrap();
+    let head = handler
+        .handle_event(mk("HEAD", serde_json::json!({})))
+        .await
+        .unwrap();
     assert_eq!(head["statusCode"], 200, "HEAD is never redirected");
-    assert_eq!(envelope_header(&head, "content-length"), bytes.len().to_string());
+    assert_eq!(
+        envelope_header(&head, "content-length"),
+        bytes.len().to_string()
+    );
     let revalidate = handler
         .handle_event(mk("GET", serde_json::json!({"if-none-match": etag})))
         .await
@@ -676,7 +996,10 @@ async fn fetch(url: &str, headers: &[(&str, &str)]) -> (u16, http::HeaderMap, Ve
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
-    let response = client.request(b.body(http_body_util::Full::new(Bytes::new())).unwrap()).await.unwrap();
+    let response = client
+        .request(b.body(http_body_util::Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap();
     let (parts, body) = response.into_parts();
     let body = body.collect().await.unwrap().to_bytes().to_vec();
     (parts.status.as_u16(), parts.headers, body)
@@ -699,13 +1022,22 @@ async fn ready_copy_of_a_csr_atlas() {
         std::fs::create_dir_all(&out_dir).unwrap();
         let out = common::location(&out_dir.to_string_lossy());
         let (id, name) = identity_of(&dataset);
-        let options = ReadyOptions { block_rows: 37, spill_entries: 300, id: id.clone(), name: name.clone() };
-        let report = write_ready(&dataset, &out, &options).await.expect("ready copy");
+        let options = ReadyOptions {
+            block_rows: 37,
+            spill_entries: 300,
+            id: id.clone(),
+            name: name.clone(),
+        };
+        let report = write_ready(&dataset, &out, &options)
+            .await
+            .expect("ready copy");
         assert_eq!(report.x_encoding, "csc_matrix");
         // A second run into the same place is refused, never a partial overwrite.
         assert!(write_ready(&dataset, &out, &options).await.is_err());
 
-        let ready = common::open_dataset(&out_dir.to_string_lossy()).await.expect("opens");
+        let ready = common::open_dataset(&out_dir.to_string_lossy())
+            .await
+            .expect("opens");
         let x = format!("{:?}", ready.layout().x);
         assert!(x.starts_with("Csc("), "{x}");
         assert!(x.contains("Float(4)"), "{x}");
@@ -720,7 +1052,13 @@ async fn ready_copy_of_a_csr_atlas() {
         for entry in std::fs::read_dir(&golden).unwrap() {
             let file = entry.unwrap().file_name().to_string_lossy().into_owned();
             let route = format!("var/{file}");
-            let r = call(&app, Method::GET, &format!("/{}", common::quote_route(&route)), &[]).await;
+            let r = call(
+                &app,
+                Method::GET,
+                &format!("/{}", common::quote_route(&route)),
+                &[],
+            )
+            .await;
             let expected = std::fs::read(golden.join(&file)).unwrap();
             if let Some(diff) = common::compare_body(&route, &expected, r.body()) {
                 panic!("{version} {route}: {diff}");
@@ -730,15 +1068,29 @@ async fn ready_copy_of_a_csr_atlas() {
         assert!(checked > 100);
 
         // Served under /v0.9 by `serve --ready`, keeping the catalogue's id.
-        let seed = App::new(open_catalog(&src.to_string_lossy()).await, AppConfig::default());
-        let served = cellucid_edge::v09::configure_local(seed, Some(&out_dir.to_string_lossy()), None)
-            .await
-            .expect("serve --ready");
+        let seed = App::new(
+            open_catalog(&src.to_string_lossy()).await,
+            AppConfig::default(),
+        );
+        let served =
+            cellucid_edge::v09::configure_local(seed, Some(&out_dir.to_string_lossy()), None)
+                .await
+                .expect("serve --ready");
         let r = call(&served, Method::GET, "/v0.9/_cellucid/datasets", &[]).await;
         let doc: Value = serde_json::from_slice(r.body()).unwrap();
         assert_eq!(doc["datasets"][0]["id"], id);
-        let chunk = if version == "v2" { "X/data/0" } else { "X/data/c/0" };
-        let r = call(&served, Method::GET, &format!("/v0.9/_cellucid/anndata/{id}.zarr/{chunk}"), &[("range", "bytes=0-15")]).await;
+        let chunk = if version == "v2" {
+            "X/data/0"
+        } else {
+            "X/data/c/0"
+        };
+        let r = call(
+            &served,
+            Method::GET,
+            &format!("/v0.9/_cellucid/anndata/{id}.zarr/{chunk}"),
+            &[("range", "bytes=0-15")],
+        )
+        .await;
         assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
 
         if let Some(python) = &c095 {
@@ -766,7 +1118,12 @@ g = zarr.open_group(out, mode="r")
 assert g["X/data"].chunks == (65536,) or g["X/data"].shape[0] < 65536
 print("ready", a.X.nnz)
 "#,
-                &[&src.to_string_lossy(), &out_dir.to_string_lossy(), &id, &name],
+                &[
+                    &src.to_string_lossy(),
+                    &out_dir.to_string_lossy(),
+                    &id,
+                    &name,
+                ],
             );
             assert!(out.starts_with("ready"), "{out}");
         }

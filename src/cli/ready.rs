@@ -63,7 +63,10 @@ pub async fn run(args: ReadyArgs) -> anyhow::Result<()> {
         report.x_chunks,
         report.copied
     );
-    eprintln!("serve it with: cellucid-edge serve {} --ready {}", args.store, args.out);
+    eprintln!(
+        "serve it with: cellucid-edge serve {} --ready {}",
+        args.store, args.out
+    );
     Ok(())
 }
 

@@ -170,7 +170,11 @@ impl App {
         let v09 = crate::v09::Frontend::from_catalog(
             &catalog,
             config.cache.as_ref(),
-            |id| atlases.get(id).map(|a: &AtlasCacheState| a.fingerprint.clone()),
+            |id| {
+                atlases
+                    .get(id)
+                    .map(|a: &AtlasCacheState| a.fingerprint.clone())
+            },
             crate::v09::FrontendConfig {
                 cors: config.cors.clone(),
                 identity: config.identity.clone(),

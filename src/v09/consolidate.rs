@@ -51,10 +51,13 @@ pub struct Synthesised {
 async fn get_json(store: &dyn ObjectStore, path: &Path) -> Result<Option<Value>, ConsolidateError> {
     match store.get(path).await {
         Ok(result) => {
-            let bytes = result.bytes().await.map_err(|source| ConsolidateError::Store {
-                path: path.to_string(),
-                source,
-            })?;
+            let bytes = result
+                .bytes()
+                .await
+                .map_err(|source| ConsolidateError::Store {
+                    path: path.to_string(),
+                    source,
+                })?;
             serde_json::from_slice(&bytes)
                 .map(Some)
                 .map_err(|e| ConsolidateError::Json {
@@ -82,7 +85,10 @@ pub async fn synthesise(
     root: &Path,
 ) -> Result<Option<Synthesised>, ConsolidateError> {
     if let Some(mut doc) = get_json(store.as_ref(), &join(root, "zarr.json")).await? {
-        if doc.get("consolidated_metadata").is_some_and(Value::is_object) {
+        if doc
+            .get("consolidated_metadata")
+            .is_some_and(Value::is_object)
+        {
             return Ok(None);
         }
         let mut metadata = Map::new();

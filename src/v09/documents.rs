@@ -123,7 +123,11 @@ pub struct DatasetEntry<'a> {
 
 /// `file.url` of a dataset: relative to the base URL, `/` appended for a folder (§2.4).
 pub fn file_url(id: &str, kind: StoreKind) -> String {
-    let slash = if kind == StoreKind::ZarrFolder { "/" } else { "" };
+    let slash = if kind == StoreKind::ZarrFolder {
+        "/"
+    } else {
+        ""
+    };
     format!("_cellucid/anndata/{id}{}{slash}", kind.route_suffix())
 }
 
@@ -176,7 +180,9 @@ fn is_device_name(stem: &str) -> bool {
         return true;
     }
     let b = stem.as_bytes();
-    b.len() == 4 && (stem.starts_with("COM") || stem.starts_with("LPT")) && (b'1'..=b'9').contains(&b[3])
+    b.len() == 4
+        && (stem.starts_with("COM") || stem.starts_with("LPT"))
+        && (b'1'..=b'9').contains(&b[3])
 }
 
 /// A portable id derived from any text (our seed dataset id, a file name): characters outside
@@ -216,9 +222,9 @@ pub fn portable_id_from(text: &str) -> String {
 pub fn is_valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.trim() == name
-        && !name.chars().any(|c| {
-            c.is_control() || matches!(c, '\u{200B}' | '\u{2060}' | '\u{FEFF}')
-        })
+        && !name
+            .chars()
+            .any(|c| c.is_control() || matches!(c, '\u{200B}' | '\u{2060}' | '\u{FEFF}'))
 }
 
 /// A valid display name from any text (controls and invisible characters dropped, trimmed),
@@ -254,7 +260,11 @@ impl serde_json::ser::Formatter for PythonFormatter {
         writer: &mut W,
         first: bool,
     ) -> std::io::Result<()> {
-        if first { Ok(()) } else { writer.write_all(b", ") }
+        if first {
+            Ok(())
+        } else {
+            writer.write_all(b", ")
+        }
     }
 
     fn begin_object_key<W: ?Sized + std::io::Write>(
@@ -262,7 +272,11 @@ impl serde_json::ser::Formatter for PythonFormatter {
         writer: &mut W,
         first: bool,
     ) -> std::io::Result<()> {
-        if first { Ok(()) } else { writer.write_all(b", ") }
+        if first {
+            Ok(())
+        } else {
+            writer.write_all(b", ")
+        }
     }
 
     fn begin_object_value<W: ?Sized + std::io::Write>(
@@ -297,14 +311,33 @@ mod tests {
 
     #[test]
     fn portable_ids() {
-        for ok in ["demo-1", "plain", "pbmc68k.v3.zarr", "a", "A.b_c-d", "COM0", "CONS.x"] {
+        for ok in [
+            "demo-1",
+            "plain",
+            "pbmc68k.v3.zarr",
+            "a",
+            "A.b_c-d",
+            "COM0",
+            "CONS.x",
+        ] {
             assert!(is_portable_id(ok), "{ok}");
         }
         let long = "a".repeat(181);
-        for bad in ["", "_x", ".x", "x.", "a b", "é", "CON", "con.zarr", "LPT9", "com3.x", &long] {
+        for bad in [
+            "", "_x", ".x", "x.", "a b", "é", "CON", "con.zarr", "LPT9", "com3.x", &long,
+        ] {
             assert!(!is_portable_id(bad), "{bad}");
         }
-        for text in ["", "_cellucid", "My atlas (2024)", "con", "nul.x", "x...", "名前", &long] {
+        for text in [
+            "",
+            "_cellucid",
+            "My atlas (2024)",
+            "con",
+            "nul.x",
+            "x...",
+            "名前",
+            &long,
+        ] {
             let id = portable_id_from(text);
             assert!(is_portable_id(&id), "{text:?} → {id:?}");
         }

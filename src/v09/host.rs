@@ -95,8 +95,7 @@ pub fn parse_host(value: &str) -> Option<(String, Option<u16>)> {
 }
 
 fn parse_port(p: &str) -> Option<u16> {
-    if p.is_empty() || p.len() > 5 || p.starts_with('0') || !p.bytes().all(|b| b.is_ascii_digit())
-    {
+    if p.is_empty() || p.len() > 5 || p.starts_with('0') || !p.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     p.parse::<u16>().ok().filter(|&n| n >= 1)
@@ -138,9 +137,12 @@ mod tests {
 
     #[test]
     fn declared_names_pass_on_any_port() {
-        let check =
-            HostCheck::for_bind("127.0.0.1".parse().unwrap(), 8765, &["Hub.Example.org".into()])
-                .unwrap();
+        let check = HostCheck::for_bind(
+            "127.0.0.1".parse().unwrap(),
+            8765,
+            &["Hub.Example.org".into()],
+        )
+        .unwrap();
         assert!(check.allows(&with_host("hub.example.org")));
         assert!(check.allows(&with_host("hub.example.org:443")));
         assert!(HostCheck::for_bind("0.0.0.0".parse().unwrap(), 1, &[]).is_none());

@@ -6,7 +6,9 @@ pub fn is_valid_store_key(key: &str) -> bool {
     !key.is_empty()
         && !key.starts_with('/')
         && !key.contains(['\\', '\0'])
-        && key.split('/').all(|s| !s.is_empty() && s != "." && s != "..")
+        && key
+            .split('/')
+            .all(|s| !s.is_empty() && s != "." && s != "..")
 }
 
 /// What an `_cellucid/anndata/<name>` path asks for.
@@ -44,10 +46,19 @@ mod tests {
 
     #[test]
     fn keys() {
-        for ok in [".zmetadata", "zarr.json", "X/data/0", "X/data/c/0", "obs/.zattrs", "a..b"] {
+        for ok in [
+            ".zmetadata",
+            "zarr.json",
+            "X/data/0",
+            "X/data/c/0",
+            "obs/.zattrs",
+            "a..b",
+        ] {
             assert!(is_valid_store_key(ok), "{ok}");
         }
-        for bad in ["", "/x", "../x", "X//a", "X/./a", "a/..", "a\\b", "a\0b", "x/"] {
+        for bad in [
+            "", "/x", "../x", "X//a", "X/./a", "a/..", "a\\b", "a\0b", "x/",
+        ] {
             assert!(!is_valid_store_key(bad), "{bad:?}");
         }
     }
@@ -55,12 +66,18 @@ mod tests {
     #[test]
     fn routes() {
         assert_eq!(parse_anndata_route("a.h5ad"), Some(AnnDataRoute::H5ad("a")));
-        assert_eq!(parse_anndata_route("a.zarr.zip"), Some(AnnDataRoute::ZarrZip("a")));
+        assert_eq!(
+            parse_anndata_route("a.zarr.zip"),
+            Some(AnnDataRoute::ZarrZip("a"))
+        );
         assert_eq!(
             parse_anndata_route("a.zarr/X/data/0"),
             Some(AnnDataRoute::ZarrKey("a", "X/data/0"))
         );
-        assert_eq!(parse_anndata_route("a.zarr/"), Some(AnnDataRoute::ZarrKey("a", "")));
+        assert_eq!(
+            parse_anndata_route("a.zarr/"),
+            Some(AnnDataRoute::ZarrKey("a", ""))
+        );
         assert_eq!(parse_anndata_route("a.h5ad/"), None);
         assert_eq!(parse_anndata_route("a.zarr"), None);
         assert_eq!(

@@ -191,8 +191,10 @@ impl Frontend {
             .datasets()
             .iter()
             .map(|ds| {
-                let location =
-                    SourceLocation::from_location(ds.store().location().clone(), StoreKind::ZarrFolder);
+                let location = SourceLocation::from_location(
+                    ds.store().location().clone(),
+                    StoreKind::ZarrFolder,
+                );
                 let explicit = ds
                     .options()
                     .dataset_id
@@ -259,7 +261,10 @@ impl Frontend {
             Ok(bytes) => bytes,
             Err(e) => {
                 tracing::warn!(target: "cellucid_edge::v09", "store read failed mid-body: {e}");
-                let mut r = text(StatusCode::SERVICE_UNAVAILABLE, "The data store failed while reading; retry");
+                let mut r = text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The data store failed while reading; retry",
+                );
                 let origin = origin_of(request.headers());
                 self.common_headers(r.headers_mut(), origin);
                 parts.status = r.status();
@@ -288,7 +293,10 @@ impl Frontend {
             headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
             headers.insert(header::VARY, HeaderValue::from_static("Origin"));
         } else if self.config.cors.allows_any() {
-            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                HeaderValue::from_static("*"),
+            );
         }
         headers.insert(
             header::ACCESS_CONTROL_ALLOW_METHODS,
@@ -300,7 +308,9 @@ impl Frontend {
         );
         headers.insert(
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static("Accept-Ranges, Content-Encoding, Content-Length, Content-Range, ETag"),
+            HeaderValue::from_static(
+                "Accept-Ranges, Content-Encoding, Content-Length, Content-Range, ETag",
+            ),
         );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     }
@@ -314,7 +324,10 @@ impl Frontend {
                 host = ?request.headers().get_all(header::HOST).iter().collect::<Vec<_>>(),
                 "Host header does not name this server (421)"
             );
-            let mut r = text(StatusCode::MISDIRECTED_REQUEST, "Host header does not name this server");
+            let mut r = text(
+                StatusCode::MISDIRECTED_REQUEST,
+                "Host header does not name this server",
+            );
             r.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
             return r.map(Body::Bytes);
@@ -359,9 +372,11 @@ impl Frontend {
             .get::<ServerIdentity>()
             .unwrap_or(&self.config.identity);
         match route {
-            "" | "index.html" => {
-                text(StatusCode::SERVICE_UNAVAILABLE, "Cellucid viewer UI unavailable").map(Body::Bytes)
-            }
+            "" | "index.html" => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Cellucid viewer UI unavailable",
+            )
+            .map(Body::Bytes),
             "_cellucid/health" => json_response(&documents::health_document(
                 source.location.kind,
                 source.counts,
@@ -421,16 +436,17 @@ impl Frontend {
         // An object that changes between its metadata and its GET is looked up again.
         for attempt in 0..3 {
             let fresh = fresh || attempt > 0;
-            let lookup = match key {
-                Some(key) => source.lookup_key(key, fresh).await,
-                None => source
-                    .head_with(&source.location.path, fresh)
-                    .await
-                    .map(|info| match info {
-                        Some(info) => Lookup::Object(source.location.path.clone(), info),
-                        None => Lookup::Absent,
-                    }),
-            };
+            let lookup =
+                match key {
+                    Some(key) => source.lookup_key(key, fresh).await,
+                    None => source
+                        .head_with(&source.location.path, fresh)
+                        .await
+                        .map(|info| match info {
+                            Some(info) => Lookup::Object(source.location.path.clone(), info),
+                            None => Lookup::Absent,
+                        }),
+                };
             let lookup = match lookup {
                 Ok(l) => l,
                 Err(e) => return source_error(&e),
@@ -438,8 +454,11 @@ impl Frontend {
             let (path, info) = match lookup {
                 Lookup::Absent => {
                     return match key {
-                        Some(key) => text(StatusCode::NOT_FOUND, &format!("No key '{key}' in the store"))
-                            .map(Body::Bytes),
+                        Some(key) => text(
+                            StatusCode::NOT_FOUND,
+                            &format!("No key '{key}' in the store"),
+                        )
+                        .map(Body::Bytes),
                         None => not_found(shown),
                     };
                 }
@@ -479,7 +498,10 @@ impl Frontend {
                 Err(e) => return source_error(&e),
             }
         }
-        let mut r = text(StatusCode::SERVICE_UNAVAILABLE, "The object keeps changing; retry");
+        let mut r = text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The object keeps changing; retry",
+        );
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         r.map(Body::Bytes)
@@ -558,8 +580,10 @@ fn not_found(path: &str) -> Response<Body> {
 fn json_response(value: &serde_json::Value) -> Response<Body> {
     let body = Bytes::from(python_json(value));
     let mut r = Response::new(Body::Bytes(body.clone()));
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r.headers_mut()
         .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     r
@@ -606,8 +630,7 @@ fn bytes_response(decision: Decision, info: &ObjectInfo, body: Body) -> Response
             h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
             if let Decision::Partial { start, end } = decision {
                 *r.status_mut() = StatusCode::PARTIAL_CONTENT;
-                if let Ok(v) =
-                    HeaderValue::from_str(&format!("bytes {start}-{end}/{}", info.size))
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{}", info.size))
                 {
                     r.headers_mut().insert(header::CONTENT_RANGE, v);
                 }

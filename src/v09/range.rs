@@ -74,10 +74,7 @@ pub fn parse_range(value: &str, size: u64) -> Option<(u64, u64)> {
 pub fn decide(headers: &HeaderMap, size: u64, etag: &str) -> Decision {
     if let Some(value) = headers.get(header::IF_NONE_MATCH) {
         // A value that is not visible ASCII cannot name our tag.
-        if value
-            .to_str()
-            .is_ok_and(|v| if_none_match_matches(v, etag))
-        {
+        if value.to_str().is_ok_and(|v| if_none_match_matches(v, etag)) {
             return Decision::NotModified;
         }
     }
@@ -141,7 +138,10 @@ mod tests {
         assert_eq!(parse_range("bytes=-1", 0), None);
         // 20 digits saturate: a start beyond the size is unsatisfiable, an end is clamped.
         assert_eq!(parse_range("bytes=99999999999999999999-", 100), None);
-        assert_eq!(parse_range("bytes=0-99999999999999999999", 100), Some((0, 99)));
+        assert_eq!(
+            parse_range("bytes=0-99999999999999999999", 100),
+            Some((0, 99))
+        );
     }
 
     #[test]

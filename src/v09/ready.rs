@@ -393,15 +393,20 @@ pub async fn write_ready(
     // 1. Everything but X, uns/cellucid and consolidated metadata, object by object.
     let mut copied = 0u64;
     let mut listing = src.store.list(Some(&src.prefix));
-    while let Some(meta) = listing.try_next().await.map_err(|source| ReadyError::Store {
-        path: src.prefix.to_string(),
-        source,
-    })? {
-        let Some(rel) = meta
-            .location
-            .prefix_match(&src.prefix)
-            .map(|parts| parts.map(|p| p.as_ref().to_string()).collect::<Vec<_>>().join("/"))
-        else {
+    while let Some(meta) = listing
+        .try_next()
+        .await
+        .map_err(|source| ReadyError::Store {
+            path: src.prefix.to_string(),
+            source,
+        })?
+    {
+        let Some(rel) = meta.location.prefix_match(&src.prefix).map(|parts| {
+            parts
+                .map(|p| p.as_ref().to_string())
+                .collect::<Vec<_>>()
+                .join("/")
+        }) else {
             continue;
         };
         if rel == "X"
@@ -425,9 +430,8 @@ pub async fn write_ready(
             .map_err(store_error)?;
         let bytes = if rel == "zarr.json" {
             // The root document without its (now stale) consolidated metadata.
-            let mut doc: Value = serde_json::from_slice(&bytes).map_err(|e| {
-                ReadyError::Unsupported(format!("root zarr.json is not JSON: {e}"))
-            })?;
+            let mut doc: Value = serde_json::from_slice(&bytes)
+                .map_err(|e| ReadyError::Unsupported(format!("root zarr.json is not JSON: {e}")))?;
             if let Some(obj) = doc.as_object_mut() {
                 obj.remove("consolidated_metadata");
             }
@@ -441,8 +445,11 @@ pub async fn write_ready(
 
     // 2. uns['cellucid'].
     if source.node("uns").await?.is_none() {
-        o.group("uns", json!({"encoding-type": "dict", "encoding-version": "0.1.0"}))
-            .await?;
+        o.group(
+            "uns",
+            json!({"encoding-type": "dict", "encoding-version": "0.1.0"}),
+        )
+        .await?;
     }
     o.group(
         "uns/cellucid",
@@ -533,8 +540,10 @@ async fn write_csc_from_csc(
     let indices = store.array(&format!("{key}/indices"), "X indices").await?;
     let nnz = indptr.last().copied().unwrap_or(0).max(0) as u64;
     x_attrs(o, "csc_matrix", meta.shape).await?;
-    o.array_1d("X/data", nnz, DATA_CHUNK, "<f4", false, json!({})).await?;
-    o.array_1d("X/indices", nnz, DATA_CHUNK, "<i4", true, json!({})).await?;
+    o.array_1d("X/data", nnz, DATA_CHUNK, "<f4", false, json!({}))
+        .await?;
+    o.array_1d("X/indices", nnz, DATA_CHUNK, "<i4", true, json!({}))
+        .await?;
     let mut dw = ChunkedWriter::<f32>::new("X/data", false);
     let mut iw = ChunkedWriter::<i32>::new("X/indices", true);
     let step = (options.spill_entries / DATA_CHUNK).max(1) * DATA_CHUNK;
@@ -604,7 +613,9 @@ async fn write_csc_from_csr(
     let span = |a: u64, b: u64| -> Result<(u64, u64), ReadyError> {
         let (s, e) = (indptr[a as usize], indptr[b as usize]);
         if s < 0 || e < s {
-            return Err(ReadyError::Unsupported("X/indptr is not non-decreasing".into()));
+            return Err(ReadyError::Unsupported(
+                "X/indptr is not non-decreasing".into(),
+            ));
         }
         Ok((s as u64, e as u64))
     };
@@ -619,7 +630,9 @@ async fn write_csc_from_csr(
             let slot = usize::try_from(g)
                 .ok()
                 .and_then(|g| counts.get_mut(g))
-                .ok_or_else(|| ReadyError::Unsupported(format!("X/indices holds {g}, outside 0..{n_vars}")))?;
+                .ok_or_else(|| {
+                    ReadyError::Unsupported(format!("X/indices holds {g}, outside 0..{n_vars}"))
+                })?;
             *slot += 1;
         }
     }
@@ -737,8 +750,10 @@ async fn write_csc_from_csr(
     dw.flush(o).await?;
     iw.flush(o).await?;
     x_attrs(o, "csc_matrix", meta.shape).await?;
-    o.array_1d("X/data", nnz, DATA_CHUNK, "<f4", false, json!({})).await?;
-    o.array_1d("X/indices", nnz, DATA_CHUNK, "<i4", true, json!({})).await?;
+    o.array_1d("X/data", nnz, DATA_CHUNK, "<f4", false, json!({}))
+        .await?;
+    o.array_1d("X/indices", nnz, DATA_CHUNK, "<i4", true, json!({}))
+        .await?;
     let p = write_indptr(o, &indptr_out).await?;
     Ok(ReadyReport {
         x_encoding: "csc_matrix",
@@ -807,7 +822,8 @@ async fn write_dense_strips(
                 gz.write_all(&raw)?;
                 gz.finish()?
             } else {
-                let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(6));
+                let mut z =
+                    flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(6));
                 z.write_all(&raw)?;
                 z.finish()?
             };

@@ -19,8 +19,8 @@ use super::documents::{
     Counts, StoreKind, display_name_from, is_portable_id, is_valid_name, portable_id_from,
 };
 use crate::cache::ArtifactCache;
-use crate::store::{StoreLocation, StoreUrlError, open_store_url};
 use crate::store::zarr_adapter_reads::REQUEST_READS;
+use crate::store::{StoreLocation, StoreUrlError, open_store_url};
 
 /// How long object metadata (size, ETag) is reused for HEAD, 304 and range decisions. Reads
 /// stay consistent regardless: every GET carries `If-Match` with the ETag it announces, and a
@@ -199,12 +199,13 @@ impl SourceLocation {
 pub fn join_key(prefix: &Path, key: &str) -> Path {
     key.split('/')
         .filter(|p| !p.is_empty())
-        .fold(prefix.clone(), |path, part| {
-            match object_store::path::PathPart::parse(part) {
+        .fold(
+            prefix.clone(),
+            |path, part| match object_store::path::PathPart::parse(part) {
                 Ok(verbatim) => path.join(verbatim),
                 Err(_) => path.join(part),
-            }
-        })
+            },
+        )
 }
 
 /// The dataset's id/name, chosen per §2.4: explicit values win, else derived from `fallback`.

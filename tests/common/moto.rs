@@ -35,13 +35,16 @@ impl Moto {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .ok()?;
-        let attempts: [(&str, &[&str]); 2] = [
-            ("moto_server", &[]),
-            ("python3", &["-m", "moto.server"]),
-        ];
+        let attempts: [(&str, &[&str]); 2] =
+            [("moto_server", &[]), ("python3", &["-m", "moto.server"])];
         for (program, prefix) in attempts {
             let mut args: Vec<String> = prefix.iter().map(|s| s.to_string()).collect();
-            args.extend(["-H".into(), "127.0.0.1".into(), "-p".into(), port.to_string()]);
+            args.extend([
+                "-H".into(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                port.to_string(),
+            ]);
             let Ok(child) = Command::new(program)
                 .args(&args)
                 .stdout(Stdio::null())
@@ -110,7 +113,10 @@ impl Moto {
         .expect("write");
         let mut answer = String::new();
         let _ = stream.read_to_string(&mut answer);
-        assert!(answer.starts_with("HTTP/1.1 200"), "create bucket: {answer}");
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "create bucket: {answer}"
+        );
     }
 
     /// Upload a local file or every file below a local directory to `bucket/prefix`.
@@ -127,7 +133,10 @@ impl Moto {
         for (key, path) in files {
             let bytes = Bytes::from(std::fs::read(&path).expect("read fixture"));
             client
-                .put(&ObjectPath::from(key.as_str()), PutPayload::from_bytes(bytes))
+                .put(
+                    &ObjectPath::from(key.as_str()),
+                    PutPayload::from_bytes(bytes),
+                )
                 .await
                 .unwrap_or_else(|e| panic!("upload {key}: {e}"));
         }
