@@ -756,6 +756,9 @@ fn envelope_header<'a>(envelope: &'a Value, name: &str) -> &'a str {
         .unwrap_or_default()
 }
 
+/// (event file, status, body when checked, Content-Range when checked).
+type EventCase = (&'static str, u16, Option<Vec<u8>>, Option<String>);
+
 /// The sample events of events/v09 through `LambdaHandler::handle_event` (the demo atlas, as
 /// the default deployment serves it).
 #[tokio::test]
@@ -765,7 +768,7 @@ async fn lambda_events_for_the_09_protocol() {
     let zarr_json = std::fs::read(demo.join("zarr.json")).unwrap();
     let chunk = std::fs::read(demo.join("X/c/0/0")).unwrap();
     let chunk10 = std::fs::read(demo.join("X/c/1/0")).unwrap();
-    let cases: [(&str, u16, Option<Vec<u8>>, Option<String>); 9] = [
+    let cases: [EventCase; 9] = [
         ("url-v09-datasets", 200, None, None),
         (
             "url-v09-range-zarr-json",
