@@ -78,8 +78,8 @@ fn load(dir: &std::path::Path) -> Vec<(String, Bytes)> {
 fn world() -> &'static World {
     static WORLD: OnceLock<World> = OnceLock::new();
     WORLD.get_or_init(|| {
-        let stores = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../tests/fixtures/stores");
+        let stores =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/stores");
         let v2 = load(&stores.join("sparse.v2.zarr"));
         let v3 = load(&stores.join("sparse.v3.zarr"));
         let root = v3
