@@ -756,6 +756,9 @@ fn envelope_header<'a>(envelope: &'a Value, name: &str) -> &'a str {
         .unwrap_or_default()
 }
 
+/// (event file, status, body when checked, Content-Range when checked).
+type EventCase = (&'static str, u16, Option<Vec<u8>>, Option<String>);
+
 /// The sample events of events/v09 through `LambdaHandler::handle_event` (the demo atlas, as
 /// the default deployment serves it).
 #[tokio::test]
@@ -765,7 +768,7 @@ async fn lambda_events_for_the_09_protocol() {
     let zarr_json = std::fs::read(demo.join("zarr.json")).unwrap();
     let chunk = std::fs::read(demo.join("X/c/0/0")).unwrap();
     let chunk10 = std::fs::read(demo.join("X/c/1/0")).unwrap();
-    let cases: [(&str, u16, Option<Vec<u8>>, Option<String>); 9] = [
+    let cases: [EventCase; 9] = [
         ("url-v09-datasets", 200, None, None),
         (
             "url-v09-range-zarr-json",
@@ -1002,4 +1005,129 @@ async fn fetch(url: &str, headers: &[(&str, &str)]) -> (u16, http::HeaderMap, Ve
     let (parts, body) = response.into_parts();
     let body = body.collect().await.unwrap().to_bytes().to_vec();
     (parts.status.as_u16(), parts.headers, body)
+}
+
+/// `ready` on a CSR atlas (v2 and v3), with tiny row blocks and spill budget so the transpose
+/// goes through several spill files: the copy is CSC float32 with §4 chunking, every gene the
+/// seed protocol serves from it equals the reference golden, cellucid 0.9.5 sees it as ready
+/// (identity, browser-decodable codecs, consolidated) and anndata reads the same X; `serve
+/// --ready` serves it under /v0.9 with the catalogue's id.
+#[tokio::test]
+async fn ready_copy_of_a_csr_atlas() {
+    use cellucid_edge::v09::ready::{ReadyOptions, identity_of, write_ready};
+    let tmp = tempfile::tempdir().unwrap();
+    let c095 = python_with("CELLUCID_095_PYTHON", C095_DEFAULT, "cellucid");
+    for version in ["v2", "v3"] {
+        let src = fixture_store("edge", version);
+        let dataset = common::open_dataset(&src.to_string_lossy()).await.unwrap();
+        let out_dir = tmp.path().join(format!("edge.{version}.ready.zarr"));
+        std::fs::create_dir_all(&out_dir).unwrap();
+        let out = common::location(&out_dir.to_string_lossy());
+        let (id, name) = identity_of(&dataset);
+        let options = ReadyOptions {
+            block_rows: 37,
+            spill_entries: 300,
+            id: id.clone(),
+            name: name.clone(),
+        };
+        let report = write_ready(&dataset, &out, &options)
+            .await
+            .expect("ready copy");
+        assert_eq!(report.x_encoding, "csc_matrix");
+        // A second run into the same place is refused, never a partial overwrite.
+        assert!(write_ready(&dataset, &out, &options).await.is_err());
+
+        let ready = common::open_dataset(&out_dir.to_string_lossy())
+            .await
+            .expect("opens");
+        let x = format!("{:?}", ready.layout().x);
+        assert!(x.starts_with("Csc("), "{x}");
+        assert!(x.contains("Float(4)"), "{x}");
+        assert!(ready.store().is_consolidated());
+        // Every gene served by the seed protocol from the copy equals the reference's bytes.
+        let app = App::new(
+            cellucid_edge::catalog::Catalog::single(Arc::new(ready)),
+            AppConfig::default(),
+        );
+        let golden = common::golden_dir("edge").join("var");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&golden).unwrap() {
+            let file = entry.unwrap().file_name().to_string_lossy().into_owned();
+            let route = format!("var/{file}");
+            let r = call(
+                &app,
+                Method::GET,
+                &format!("/{}", common::quote_route(&route)),
+                &[],
+            )
+            .await;
+            let expected = std::fs::read(golden.join(&file)).unwrap();
+            if let Some(diff) = common::compare_body(&route, &expected, r.body()) {
+                panic!("{version} {route}: {diff}");
+            }
+            checked += 1;
+        }
+        assert!(checked > 100);
+
+        // Served under /v0.9 by `serve --ready`, keeping the catalogue's id.
+        let seed = App::new(
+            open_catalog(&src.to_string_lossy()).await,
+            AppConfig::default(),
+        );
+        let served =
+            cellucid_edge::v09::configure_local(seed, Some(&out_dir.to_string_lossy()), None)
+                .await
+                .expect("serve --ready");
+        let r = call(&served, Method::GET, "/v0.9/_cellucid/datasets", &[]).await;
+        let doc: Value = serde_json::from_slice(r.body()).unwrap();
+        assert_eq!(doc["datasets"][0]["id"], id);
+        let chunk = if version == "v2" {
+            "X/data/0"
+        } else {
+            "X/data/c/0"
+        };
+        let r = call(
+            &served,
+            Method::GET,
+            &format!("/v0.9/_cellucid/anndata/{id}.zarr/{chunk}"),
+            &[("range", "bytes=0-15")],
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+
+        if let Some(python) = &c095 {
+            let out = run_python(
+                python,
+                r#"
+import sys, json
+import numpy as np, anndata as ad, zarr
+from cellucid._anndata_files import classify_anndata_path, browser_undecodable, read_cellucid_identity, consolidated_zarr_metadata
+src, out, want_id, want_name = sys.argv[1:5]
+store = classify_anndata_path(out)
+assert store.kind == "zarr" and store.layout == "folder", (store.kind, store.layout)
+assert browser_undecodable(store) == [], browser_undecodable(store)
+assert read_cellucid_identity(store) == (want_id, want_name), read_cellucid_identity(store)
+assert consolidated_zarr_metadata(store) is None, "has consolidated metadata"
+a = ad.read_zarr(out)
+b = ad.read_zarr(src)
+assert a.X.format == "csc", a.X.format
+assert a.X.dtype == np.float32
+assert a.X.has_canonical_format
+assert np.array_equal(a.X.toarray(), b.X.toarray().astype(np.float32))
+assert int(a.uns["cellucid"]["schema"]) == 1
+assert list(a.obs.columns) == list(b.obs.columns) and list(a.obsm) == list(b.obsm)
+g = zarr.open_group(out, mode="r")
+assert g["X/data"].chunks == (65536,) or g["X/data"].shape[0] < 65536
+print("ready", a.X.nnz)
+"#,
+                &[
+                    &src.to_string_lossy(),
+                    &out_dir.to_string_lossy(),
+                    &id,
+                    &name,
+                ],
+            );
+            assert!(out.starts_with("ready"), "{out}");
+        }
+    }
 }

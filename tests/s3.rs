@@ -585,6 +585,12 @@ async fn cache_write_failure_is_tolerated() {
         let r = server.get_viewer(&common::quote_route(route)).await;
         assert_golden("edge", route, &r);
         assert_eq!(timing(&r).0, "computed", "{route}");
+        // Computed responses also report the compute time.
+        assert!(
+            r.header("server-timing").contains("compute;dur="),
+            "{route}: {}",
+            r.header("server-timing")
+        );
     }
     server.stop().await;
 }

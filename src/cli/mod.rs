@@ -4,6 +4,7 @@
 mod convert;
 mod inspect;
 mod precompute;
+mod ready;
 mod serve;
 mod share;
 
@@ -63,6 +64,8 @@ pub enum Command {
     Precompute(precompute::PrecomputeArgs),
     /// Print a viewer link carrying a signed, expiring share token (private atlases).
     Share(share::ShareArgs),
+    /// Write a Cellucid-ready copy (gene-major CSC float32 X, uns['cellucid']) for the 0.9 protocol.
+    Ready(ready::ReadyArgs),
 }
 
 /// How an atlas is interpreted (these settings change artifacts).
@@ -125,6 +128,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Convert(args) => convert::run(args).await,
         Command::Precompute(args) => precompute::run(args).await,
         Command::Share(args) => share::run(args),
+        Command::Ready(args) => ready::run(args).await,
     }
 }
 

@@ -43,6 +43,14 @@ pub struct ServeArgs {
     /// Longest time one request may take (e.g. `30s`); a slower store gets a 503 + Retry-After.
     #[arg(long, default_value = "30s", value_parser = parse_timeout)]
     pub request_timeout: std::time::Duration,
+    /// The store the 0.9 protocol (under `/v0.9`) serves instead of STORE: a Cellucid-ready
+    /// copy written by `cellucid-edge ready`, or an `.h5ad` / `.zarr.zip` of the same atlas.
+    #[arg(long, value_name = "URL", env = "CELLUCID_READY_URL")]
+    pub ready: Option<String>,
+    /// Host names (a reverse proxy's) accepted in `Host` by the 0.9 protocol on any port; a
+    /// loopback bind otherwise answers 421 to any Host but this server's (DNS-rebinding guard).
+    #[arg(long = "allowed-host", value_name = "NAME", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
     #[command(flatten)]
     pub atlas: AtlasArgs,
 }
@@ -86,7 +94,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         share,
         request_timeout: args.request_timeout,
     };
-    let app = Arc::new(App::new(catalog, config));
+    let app = super::ready::with_protocol_09(
+        App::new(catalog, config),
+        args.ready.as_deref(),
+        cellucid_edge::v09::host::HostCheck::for_bind(args.host, local.port(), &args.allowed_hosts),
+    )
+    .await?;
+    let app = Arc::new(app);
     let host = if args.host.is_unspecified() {
         "127.0.0.1".to_string()
     } else {
@@ -102,7 +116,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     println!("local URL:   {base}");
-    let encoded: String = url::form_urlencoded::byte_serialize(base.as_bytes()).collect();
+    let link = |remote: &str| {
+        let encoded: String = url::form_urlencoded::byte_serialize(remote.as_bytes()).collect();
+        format!("https://www.cellucid.com/?remote={encoded}")
+    };
     if private {
         println!(
             "private:     every request needs a share token; make links with \
@@ -112,12 +129,25 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     } else if app.catalog().is_multi() {
         for ds in app.catalog().datasets() {
             println!(
-                "viewer link: https://www.cellucid.com/?remote={encoded}&dataset={}",
+                "viewer link (0.0.9 protocol): {}&dataset={}",
+                link(&base),
                 ds.id()
             );
         }
     } else {
-        println!("viewer link: https://www.cellucid.com/?remote={encoded}");
+        println!("viewer link (0.0.9 protocol): {}", link(&base));
+    }
+    if let Some(v09) = app.protocol_09().filter(|_| !private) {
+        for (id, path) in v09.base_paths() {
+            let remote = format!("{base}{path}");
+            println!("0.9 base URL ({id}): {remote}");
+            println!("viewer link (0.9 protocol):   {}", link(&remote));
+        }
+        eprintln!(
+            "note: the 0.9 link is unverified: whether the hosted viewer accepts ?remote= for the \
+             0.9 protocol could not be checked (protocol-0.9.md §7); cellucid 0.9.5 itself opens \
+             the viewer from the data server's own origin (<base>/?anndata=true)."
+        );
     }
     eprintln!(
         "note: the hosted viewer reaches http://127.0.0.1 only from this machine; to share with \

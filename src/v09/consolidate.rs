@@ -74,9 +74,7 @@ async fn get_json(store: &dyn ObjectStore, path: &Path) -> Result<Option<Value>,
 }
 
 fn join(prefix: &Path, rel: &str) -> Path {
-    rel.split('/')
-        .filter(|s| !s.is_empty())
-        .fold(prefix.clone(), |p, s| p.join(s))
+    super::source::join_key(prefix, rel)
 }
 
 /// Synthesise the consolidated document of the Zarr folder at `root`, or `None` when the store
@@ -178,13 +176,13 @@ fn walk_v2<'a>(
         let mut is_array = false;
         for name in &files {
             if matches!(name.as_str(), ".zgroup" | ".zattrs" | ".zarray") {
-                if let Some(doc) = get_json(store, &dir.clone().join(name.as_str())).await? {
+                if let Some(doc) = get_json(store, &join(&dir, name)).await? {
                     out.insert(rel_key(&rel, name), doc);
                 }
                 is_array |= name == ".zarray";
             }
             if name == "zarr.json"
-                && let Some(doc) = get_json(store, &dir.clone().join("zarr.json")).await?
+                && let Some(doc) = get_json(store, &join(&dir, "zarr.json")).await?
             {
                 is_array |= doc.get("node_type").and_then(Value::as_str) == Some("array");
             }

@@ -20,6 +20,7 @@ pub mod documents;
 pub mod host;
 pub mod keys;
 pub mod range;
+pub mod ready;
 pub mod source;
 
 use std::sync::Arc;
@@ -641,4 +642,44 @@ fn bytes_response(decision: Decision, info: &ObjectInfo, body: Body) -> Response
         r.headers_mut().insert(header::ETAG, v);
     }
     r
+}
+
+/// Configure the 0.9 front-end of a local server: the Host rule, and optionally another store
+/// for `/v0.9` (`ready`: a Cellucid-ready copy, an `.h5ad` or a `.zarr.zip` of the same atlas),
+/// which keeps the id and name of the catalogue's first atlas. The store is checked at start-up
+/// (its size read, or its consolidated metadata synthesised), as cellucid 0.9.5 does.
+pub async fn configure_local(
+    app: crate::http::App,
+    ready: Option<&str>,
+    host_check: Option<HostCheck>,
+) -> Result<crate::http::App, SourceError> {
+    let Some(frontend) = app.protocol_09() else {
+        return Ok(app);
+    };
+    let config = FrontendConfig {
+        host_check,
+        ..frontend.config().clone()
+    };
+    let frontend = match ready {
+        None => frontend.with_config(config),
+        Some(url) => {
+            let first = &frontend.sources()[0];
+            let location = SourceLocation::open(url)?;
+            let counts = if location.kind == StoreKind::ZarrFolder {
+                first.counts
+            } else {
+                documents::Counts::default()
+            };
+            let source = Source::new(first.id.clone(), first.name.clone(), location, counts, None);
+            source.file_size().await?;
+            if source.location.kind == StoreKind::ZarrFolder {
+                source.synthesised().await?;
+            }
+            Frontend {
+                sources: vec![Arc::new(source)],
+                config,
+            }
+        }
+    };
+    Ok(app.with_protocol_09(frontend))
 }

@@ -189,8 +189,23 @@ impl SourceLocation {
 
     /// The object path of a store key of a Zarr folder.
     pub fn key_path(&self, key: &str) -> Path {
-        key.split('/').fold(self.path.clone(), |p, s| p.join(s))
+        join_key(&self.path, key)
     }
+}
+
+/// The object path of store key `key` below `prefix`, with parts kept verbatim (AnnData column
+/// names such as `pct mito`, `名前` or `%%` are object names as written, as the zarr adapter of
+/// the seed reads them); a part object_store refuses verbatim is escaped instead.
+pub fn join_key(prefix: &Path, key: &str) -> Path {
+    key.split('/')
+        .filter(|p| !p.is_empty())
+        .fold(
+            prefix.clone(),
+            |path, part| match object_store::path::PathPart::parse(part) {
+                Ok(verbatim) => path.join(verbatim),
+                Err(_) => path.join(part),
+            },
+        )
 }
 
 /// The dataset's id/name, chosen per §2.4: explicit values win, else derived from `fallback`.

@@ -216,6 +216,8 @@ class CellucidEdgeStack extends cdk.Stack {
       const host = cdk.Fn.select(2, cdk.Fn.split('/', url.url));
       new cdk.CfnOutput(this, 'FunctionUrl', { value: cdk.Fn.join('', ['https://', host]), description: 'The viewer remote (function URL)' });
       new cdk.CfnOutput(this, 'ViewerUrl', { value: viewerUrl(host), description: 'Share this: the Cellucid viewer opened on the function URL' });
+      new cdk.CfnOutput(this, 'RemoteUrlV09', { value: cdk.Fn.join('', ['https://', host, '/v0.9']), description: 'Base URL of the Cellucid 0.9 protocol (under /v0.9, beside the seed protocol at the root)' });
+      new cdk.CfnOutput(this, 'ViewerUrlV09', { value: cdk.Fn.join('', [VIEWER, 'https%3A%2F%2F', host, '%2Fv0.9']), description: 'The viewer opened on the 0.9 protocol base URL (unverified for the hosted viewer; see README)' });
     }
 
     // --- HTTP API ($default stage: paths carry no stage prefix) ---------------------------------

@@ -74,6 +74,7 @@ test('public function URL: both invoke statements, buffered, no URL-level CORS',
     CorsConfiguration: { CorsRules: [Match.objectLike({ AllowedOrigins: ['*'], AllowedMethods: ['GET', 'HEAD'] })] },
   });
   t.hasOutput('ViewerUrl', { Value: { 'Fn::Join': ['', Match.arrayWith(['https://www.cellucid.com/?remote=https%3A%2F%2F'])] } });
+  t.hasOutput('ViewerUrlV09', { Value: { 'Fn::Join': ['', Match.arrayWith(['https://www.cellucid.com/?remote=https%3A%2F%2F', '%2Fv0.9'])] } });
 });
 
 test('existing bucket, arm64 and reserved concurrency', () => {

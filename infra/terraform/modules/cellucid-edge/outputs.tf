@@ -33,6 +33,16 @@ output "viewer_url" {
   value       = "https://www.cellucid.com/?remote=${urlencode(local.public_url)}"
 }
 
+output "remote_url_v09" {
+  description = "Base URL of the Cellucid 0.9 protocol (raw AnnData with ranges), mounted under /v0.9 beside the seed protocol at the root."
+  value       = "${local.public_url}/v0.9"
+}
+
+output "viewer_url_v09" {
+  description = "The viewer opened on the 0.9 protocol base URL (whether the hosted viewer accepts ?remote= for 0.9 is unverified; see README)."
+  value       = "https://www.cellucid.com/?remote=${urlencode("${local.public_url}/v0.9")}"
+}
+
 output "viewer_url_http_api" {
   description = "The viewer opened on the HTTP API (null when disabled)."
   value       = var.enable_http_api ? "https://www.cellucid.com/?remote=${urlencode(local.http_api_url)}" : null

@@ -194,6 +194,11 @@ run "new_bucket_least_privilege" {
   }
 
   assert {
+    condition     = output.viewer_url_v09 == "https://www.cellucid.com/?remote=https%3A%2F%2Fabcdefghijklmnopqrstuvwxyz234567.lambda-url.eu-west-1.on.aws%2Fv0.9"
+    error_message = "The 0.9 share URL carries the url-encoded /v0.9 base URL."
+  }
+
+  assert {
     condition     = output.viewer_url_http_api == "https://www.cellucid.com/?remote=https%3A%2F%2Fa1b2c3d4e5.execute-api.eu-west-1.amazonaws.com"
     error_message = "The HTTP API share URL."
   }

@@ -1,0 +1,95 @@
+//! `precompute` on local files: the out-of-core transposition of CSR X with many row blocks
+//! and many gene blocks serves every gene byte-identical to the reference goldens, from the
+//! pack alone (CSR scans are forbidden), and a second run is a no-op.
+
+mod common;
+
+use std::sync::Arc;
+
+use cellucid_edge::cache::precompute::{PrecomputeOptions, precompute};
+use cellucid_edge::cache::{ArtifactCache, fingerprint};
+use cellucid_edge::catalog::Catalog;
+use cellucid_edge::dataset::DatasetOptions;
+use cellucid_edge::http::AppConfig;
+use cellucid_edge::store::{ReadMetrics, open_store_url};
+use common::{TestServer, compare_body, fixture_store, golden_body, golden_meta, quote_route};
+use indicatif::{MultiProgress, ProgressDrawTarget};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csr_pack_in_small_blocks_matches_the_goldens() {
+    for version in ["v2", "v3"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache_dir = dir.path().join("cache");
+        std::fs::create_dir_all(&cache_dir).unwrap();
+        let spill = dir.path().join("spill");
+        std::fs::create_dir_all(&spill).unwrap();
+        let store = fixture_store("edge", version);
+        let options = DatasetOptions {
+            csr_scan_max_nnz: 0,
+            ..DatasetOptions::default()
+        };
+        let catalog = Catalog::open(
+            common::location(store.to_str().unwrap()),
+            &options,
+            Arc::new(ReadMetrics::default()),
+        )
+        .await
+        .expect("open edge");
+        let dataset = catalog.first().clone();
+        let cache = ArtifactCache::new(
+            &open_store_url(cache_dir.to_str().unwrap()).unwrap(),
+            Arc::new(ReadMetrics::default()),
+        );
+        let fp = fingerprint(&dataset);
+        let run = PrecomputeOptions {
+            jobs: 3,
+            // 480 cells × 4 bytes × 7 genes per block → 18 gene blocks of 120 genes.
+            memory_budget: 3 * 480 * 4 * 7,
+            row_block_nnz: 500,
+            spill_dir: spill.clone(),
+        };
+        let hidden = MultiProgress::with_draw_target(ProgressDrawTarget::hidden());
+        let first = precompute(dataset.clone(), &cache, &fp, &run, &hidden)
+            .await
+            .expect("precompute");
+        assert_eq!(first.genes_packed, 120);
+        assert!(first.written > 10, "{first:?}");
+        // Spill files are removed.
+        assert_eq!(std::fs::read_dir(&spill).unwrap().count(), 0);
+        let second = precompute(dataset.clone(), &cache, &fp, &run, &hidden)
+            .await
+            .expect("second precompute");
+        assert_eq!(second.written, 0, "{second:?}");
+        assert!(second.gene_pack_existed);
+
+        let server = TestServer::start_with(
+            catalog,
+            AppConfig {
+                cache: Some(cache),
+                ..AppConfig::default()
+            },
+        )
+        .await;
+        let mut genes = 0;
+        for g in golden_meta("edge") {
+            if !g.route.starts_with("var/") || g.status != 200 {
+                continue;
+            }
+            let r = server.get_viewer(&quote_route(&g.route)).await;
+            assert_eq!(
+                r.status,
+                200,
+                "{}: {}",
+                g.route,
+                String::from_utf8_lossy(&r.body)
+            );
+            let body = r.decoded().expect("gzip body");
+            if let Some(diff) = compare_body(&g.route, &golden_body("edge", &g.route), &body) {
+                panic!("edge.{version} {}: {diff}", g.route);
+            }
+            genes += 1;
+        }
+        assert!(genes >= 5, "only {genes} gene goldens checked");
+        server.stop().await;
+    }
+}
