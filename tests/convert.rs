@@ -329,3 +329,51 @@ async fn directory_catalogue_lists_h5ad_files() {
     assert!(catalog.is_multi());
     assert_eq!(catalog.datasets()[0].source_format(), "h5ad");
 }
+
+/// The CLI end to end: `convert IN.h5ad OUT --precompute CACHE` writes the store and fills the
+/// cache prefix (the precompute subcommand's work) in one run; a second run refuses OUT.
+#[test]
+fn cli_convert_with_precompute() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("sparse.zarr");
+    let cache = dir.path().join("cache");
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_cellucid-edge"))
+            .arg("convert")
+            .arg(fixture_source("sparse", "h5ad"))
+            .arg(&out)
+            .arg("--precompute")
+            .arg(&cache)
+            .arg("--quiet")
+            .output()
+            .expect("run cellucid-edge")
+    };
+    let first = run();
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(first.status.success(), "{stderr}");
+    assert!(out.join("zarr.json").is_file(), "{stderr}");
+    let cached = walk_files(&cache);
+    assert!(cached > 10, "only {cached} cache objects:\n{stderr}");
+    let second = run();
+    assert!(!second.status.success());
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("already exists"),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+}
+
+fn walk_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .flatten()
+            .map(|e| {
+                if e.path().is_dir() {
+                    walk_files(&e.path())
+                } else {
+                    1
+                }
+            })
+            .sum()
+    })
+}

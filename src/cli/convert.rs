@@ -25,6 +25,13 @@ pub struct ConvertArgs {
     /// Hide the progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Then precompute the converted store into this cache prefix (a path, file://,
+    /// s3://bucket/prefix), as `cellucid-edge precompute OUTPUT --cache CACHE_URL` does.
+    #[arg(long, value_name = "CACHE_URL")]
+    pub precompute: Option<String>,
+    /// How the atlas is interpreted by `--precompute`.
+    #[command(flatten)]
+    pub atlas: super::AtlasArgs,
 }
 
 /// An indicatif bar over the bytes copied.
@@ -77,5 +84,20 @@ pub async fn run(args: ConvertArgs) -> anyhow::Result<()> {
         report.bytes as f64 / 1e6,
         started.elapsed().as_secs_f64()
     );
+    if let Some(cache) = args.precompute {
+        // The precompute subcommand's own defaults (jobs, memory budget, row block size).
+        super::precompute::run(super::precompute::PrecomputeArgs {
+            store: args.output,
+            cache,
+            jobs: 2,
+            memory_mb: 512,
+            row_block_nnz: 4 << 20,
+            spill_dir: None,
+            quiet: args.quiet,
+            atlas: args.atlas,
+        })
+        .await
+        .context("precomputing the converted store")?;
+    }
     Ok(())
 }
