@@ -127,7 +127,7 @@ fi
 # --- Optional: the function package ---------------------------------------------------------------
 if [ "${CELLUCID_INFRA_BUILD_LAMBDA:-0}" = 1 ]; then
   if command -v cargo-lambda >/dev/null 2>&1; then
-    step "cargo lambda build --release (x86_64 zip)" cargo lambda build --release --bin cellucid-lambda --output-format zip
+    step "cargo lambda build --release (x86_64 zip)" cargo lambda build --release --bin cellucid-lambda --no-default-features --output-format zip
     zip="$ROOT/target/lambda/cellucid-lambda/bootstrap.zip"
     [ -f "$zip" ] && echo "   bootstrap.zip: $(stat -c %s "$zip") bytes"
   else

@@ -133,7 +133,7 @@ def find_bootstrap(explicit):
     native = ROOT / "target/release/cellucid-lambda"
     if native.exists():
         return native, None
-    sys.exit("no function binary: run `cargo lambda build --release --bin cellucid-lambda --output-format zip`")
+    sys.exit("no function binary: run `cargo lambda build --release --bin cellucid-lambda --no-default-features --output-format zip`")
 
 
 def run_once(binary, extra_env):

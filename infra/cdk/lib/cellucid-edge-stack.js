@@ -178,7 +178,7 @@ class CellucidEdgeStack extends cdk.Stack {
       // Lets `cdk synth` run before the package is built (CI); deploy needs the zip.
       cdk.Annotations.of(this).addWarningV2(
         'cellucid:NoPackage',
-        `${zip} not found: run \`cargo lambda build --release --bin cellucid-lambda --output-format zip\` before deploying; synthesising with code from CloudFormation parameters`,
+        `${zip} not found: run \`cargo lambda build --release --bin cellucid-lambda --no-default-features --output-format zip\` before deploying; synthesising with code from CloudFormation parameters`,
       );
       code = lambda.Code.fromCfnParameters();
     }

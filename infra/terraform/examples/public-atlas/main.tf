@@ -1,7 +1,7 @@
 # A public atlas: the function, its function URL and HTTP API, a new bucket with the atlases
 # under `atlases/` and the derived-artifact cache under `cellucid-cache/`.
 #
-#   cargo lambda build --release --bin cellucid-lambda --output-format zip
+#   cargo lambda build --release --bin cellucid-lambda --no-default-features --output-format zip
 #   terraform init && terraform apply -var bucket_name=<globally-unique-name>
 #   aws s3 sync my_atlas.zarr s3://<bucket>/atlases/my_atlas.zarr
 #   terraform output viewer_url

@@ -37,7 +37,7 @@ locals {
 check "lambda_zip_built" {
   assert {
     condition     = fileexists(var.lambda_zip_path)
-    error_message = "${var.lambda_zip_path} does not exist: run `cargo lambda build --release --bin cellucid-lambda --output-format zip` (add --arm64 for architecture = arm64) before apply."
+    error_message = "${var.lambda_zip_path} does not exist: run `cargo lambda build --release --bin cellucid-lambda --no-default-features --output-format zip` (add --arm64 for architecture = arm64) before apply."
   }
 }
 

@@ -10,7 +10,7 @@ variable "name" {
 }
 
 variable "lambda_zip_path" {
-  description = "Path of the function package built by `cargo lambda build --release --bin cellucid-lambda --output-format zip` (target/lambda/cellucid-lambda/bootstrap.zip)."
+  description = "Path of the function package built by `cargo lambda build --release --bin cellucid-lambda --no-default-features --output-format zip` (target/lambda/cellucid-lambda/bootstrap.zip)."
   type        = string
 }
 
