@@ -121,6 +121,10 @@ pub struct Dataset {
     latent: OnceCell<Option<Arc<Latent>>>,
     edges: OnceCell<Option<Arc<Edges>>>,
     documents: documents::DocumentCache,
+    /// Bounds concurrent full scans of a CSR X (a gene without the gene-major pack): each
+    /// holds a stream of X's chunks, so unbounded concurrency would make memory grow with
+    /// the number of clients instead of staying flat.
+    csr_scans: tokio::sync::Semaphore,
 }
 
 fn memo<T>(map: &Mutex<HashMap<usize, Memo<T>>>, key: usize) -> Memo<T> {
@@ -200,6 +204,9 @@ impl Dataset {
             latent: OnceCell::new(),
             edges: OnceCell::new(),
             documents: Default::default(),
+            csr_scans: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
         })
     }
 
@@ -461,6 +468,14 @@ impl Dataset {
                 limit: self.options.csr_scan_max_nnz,
             });
         }
+        // Only CSR needs a scan of X; CSC and dense X read one column's chunks.
+        let _scan =
+            match &self.layout.x {
+                MatrixMeta::Csr(_) => Some(self.csr_scans.acquire().await.map_err(|_| {
+                    DatasetError::Unsupported("the dataset is shutting down".into())
+                })?),
+                _ => None,
+            };
         let column = self
             .store
             .read_gene_column(&self.layout.x, self.layout.n_obs, gene as u64)
