@@ -36,6 +36,10 @@ pub async fn serve_until(
                         continue;
                     }
                 };
+                // Small responses (headers, then a streamed body) must not wait for delayed ACKs.
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!(target: "cellucid_edge::serve", "TCP_NODELAY: {e}");
+                }
                 let app = app.clone();
                 let service = service_fn(move |request: hyper::Request<Incoming>| {
                     let app = app.clone();
