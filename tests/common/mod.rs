@@ -140,29 +140,7 @@ impl TestServer {
 
     /// Serve `catalog` with `config`.
     pub async fn start_with(catalog: Catalog, config: AppConfig) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("local_addr");
-        let app = Arc::new(App::new(catalog, config));
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(cellucid_edge::serve::serve_until(
-            listener,
-            app.clone(),
-            async move {
-                let _ = rx.await;
-            },
-        ));
-        let client = LegacyClient::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(5))
-            .build_http();
-        TestServer {
-            addr,
-            app,
-            shutdown: Some(tx),
-            task: Some(task),
-            client,
-        }
+        Self::start_app(App::new(catalog, config)).await
     }
 
     /// Serve an already built `app` (e.g. with a custom 0.9 front-end).
