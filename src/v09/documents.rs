@@ -254,17 +254,25 @@ pub fn python_json(value: &Value) -> Vec<u8> {
 
 struct PythonFormatter;
 
+/// Python's `json.dumps` item separator `", "`, written before every item but the first.
+fn comma_unless_first<W: ?Sized + std::io::Write>(
+    writer: &mut W,
+    first: bool,
+) -> std::io::Result<()> {
+    if first {
+        Ok(())
+    } else {
+        writer.write_all(b", ")
+    }
+}
+
 impl serde_json::ser::Formatter for PythonFormatter {
     fn begin_array_value<W: ?Sized + std::io::Write>(
         &mut self,
         writer: &mut W,
         first: bool,
     ) -> std::io::Result<()> {
-        if first {
-            Ok(())
-        } else {
-            writer.write_all(b", ")
-        }
+        comma_unless_first(writer, first)
     }
 
     fn begin_object_key<W: ?Sized + std::io::Write>(
@@ -272,11 +280,7 @@ impl serde_json::ser::Formatter for PythonFormatter {
         writer: &mut W,
         first: bool,
     ) -> std::io::Result<()> {
-        if first {
-            Ok(())
-        } else {
-            writer.write_all(b", ")
-        }
+        comma_unless_first(writer, first)
     }
 
     fn begin_object_value<W: ?Sized + std::io::Write>(
