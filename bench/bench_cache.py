@@ -32,6 +32,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import S3_ENV, free_port, start_moto, timed_run, upload  # noqa: E402
+
 FIRST_PAINT = [
     "dataset_identity.json",
     "obs_manifest.json",
@@ -39,27 +42,6 @@ FIRST_PAINT = [
     "connectivity_manifest.json",
     "points_3d.bin",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def timed_run(cmd, env=None):
-    """Run under /usr/bin/time -v; (wall seconds, peak RSS MiB, stdout)."""
-    out = subprocess.run(
-        ["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, env=env, check=False
-    )
-    if out.returncode != 0:
-        sys.exit(f"failed: {' '.join(cmd)}\n{out.stderr[-3000:]}")
-    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", out.stderr).group(1))
-    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)", out.stderr).group(1)
-    secs = 0.0
-    for part in wall.split(":"):
-        secs = secs * 60 + float(part)
-    return secs, rss / 1024, out.stdout
 
 
 class Server:
@@ -163,36 +145,8 @@ def first_paint(binary, store, cache, env=None):
     }
 
 
-def start_moto():
-    port = free_port()
-    log = open(os.path.join(tempfile.gettempdir(), f"bench-moto-{port}.log"), "w")
-    proc = subprocess.Popen(["moto_server", "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
-    deadline = time.time() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if time.time() > deadline:
-                proc.kill()
-                sys.exit("moto_server did not start")
-            time.sleep(0.1)
-    return proc, f"http://127.0.0.1:{port}"
 
 
-def upload(endpoint, bucket, prefix, root: Path):
-    import boto3
-
-    s3 = boto3.client(
-        "s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
-    )
-    s3.create_bucket(Bucket=bucket)
-    n = 0
-    for path in sorted(root.rglob("*")):
-        if path.is_file():
-            s3.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(root).as_posix()}")
-            n += 1
-    return n
 
 
 def main():
@@ -220,8 +174,7 @@ def main():
         if args.s3:
             moto, endpoint = start_moto()
             try:
-                env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_ALLOW_HTTP="true",
-                           AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_REGION="us-east-1")
+                env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, **S3_ENV)
                 t = time.time()
                 upload(endpoint, "bench", "atlas.zarr", args.atlas)
                 results["s3_upload_seconds"] = time.time() - t
