@@ -1,12 +1,14 @@
 //! The four JSON documents of the seed protocol, built once per opened atlas (the reference
 //! rebuilds them per request; their content is the same).
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 use tokio::sync::OnceCell;
 
 use super::fields::FieldKind;
-use super::{Dataset, DatasetError};
+use super::{CategoricalField, Dataset, DatasetError};
 use crate::model::categories::CodesDtype;
 use crate::model::centroids::compute_centroids;
 use crate::model::continuous::finite_min_max;
@@ -19,6 +21,12 @@ pub(super) struct DocumentCache {
     obs_manifest: OnceCell<Bytes>,
     var_manifest: OnceCell<Bytes>,
     connectivity_manifest: OnceCell<Option<Bytes>>,
+}
+
+/// An obs column read for the obs manifest.
+enum LoadedField {
+    Continuous(Arc<Vec<f32>>),
+    Category(Arc<CategoricalField>),
 }
 
 fn to_bytes(value: &Value) -> Bytes {
@@ -141,31 +149,63 @@ impl Dataset {
     }
 
     async fn obs_manifest_value(&self) -> Result<Value, DatasetError> {
+        // Every column and embedding is read concurrently (on object storage the latencies
+        // overlap), then the centroids of each (field, dimension) pair are computed in parallel
+        // on the blocking pool; the document is assembled in field order.
+        let loaded = futures::future::try_join_all(self.obs_fields.iter().enumerate().map(
+            |(index, field)| async move {
+                Ok::<_, DatasetError>(match field.kind {
+                    FieldKind::Continuous => LoadedField::Continuous(self.continuous(index).await?),
+                    FieldKind::Category => LoadedField::Category(self.categorical(index).await?),
+                })
+            },
+        ));
+        let dims = &self.umap.available_dimensions;
+        let embeddings = futures::future::try_join_all(dims.iter().map(|&dim| self.embedding(dim)));
+        let (loaded, embeddings) = futures::future::try_join(loaded, embeddings).await?;
+
+        let mut centroid_tasks = Vec::new();
+        for field in &loaded {
+            let LoadedField::Category(cat) = field else {
+                continue;
+            };
+            for (&dim, embedding) in dims.iter().zip(&embeddings) {
+                let (cat, embedding, params) =
+                    (cat.clone(), embedding.clone(), self.centroid_params);
+                centroid_tasks.push(tokio::task::spawn_blocking(move || {
+                    compute_centroids(
+                        &embedding.values,
+                        usize::from(dim),
+                        &cat.codes,
+                        &cat.labels,
+                        &params,
+                    )
+                }));
+            }
+        }
+        let mut centroids = futures::future::try_join_all(centroid_tasks)
+            .await
+            .map_err(|e| DatasetError::Unsupported(format!("centroid task failed: {e}")))?
+            .into_iter();
+
         let mut continuous = Vec::new();
         let mut categorical = Vec::new();
-        for (index, field) in self.obs_fields.iter().enumerate() {
-            match field.kind {
-                FieldKind::Continuous => {
-                    let values = self.continuous(index).await?;
-                    let (min, max) = finite_min_max(&values);
+        for (field, loaded) in self.obs_fields.iter().zip(&loaded) {
+            match loaded {
+                LoadedField::Continuous(values) => {
+                    let (min, max) = finite_min_max(values);
                     continuous.push(json!([field.name, min, max]));
                 }
-                FieldKind::Category => {
-                    let cat = self.categorical(index).await?;
+                LoadedField::Category(cat) => {
                     let dtype = CodesDtype::for_n_categories(cat.labels.len())?;
                     let mut by_dim = Map::new();
-                    for &dim in &self.umap.available_dimensions {
-                        let embedding = self.embedding(dim).await?;
-                        let centroids = compute_centroids(
-                            &embedding.values,
-                            usize::from(dim),
-                            &cat.codes,
-                            &cat.labels,
-                            &self.centroid_params,
-                        )?;
+                    for &dim in dims {
+                        let per_dim = centroids.next().ok_or_else(|| {
+                            DatasetError::Unsupported("centroid task missing".into())
+                        })??;
                         by_dim.insert(
                             dim.to_string(),
-                            serde_json::to_value(centroids).unwrap_or_default(),
+                            serde_json::to_value(per_dim).unwrap_or_default(),
                         );
                     }
                     categorical.push(json!([

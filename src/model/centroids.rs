@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::model::categories::CodeGroups;
 use crate::model::error::{ModelError, ModelResult};
-use crate::model::quantile::{quantile_linear_sorted, sort_nan_last};
+use crate::model::quantile::quantile_linear_select;
 use crate::model::reduce::{distance_f32, mean_rows_f32};
 
 /// Default `centroid_outlier_quantile`.
@@ -94,7 +94,7 @@ pub fn compute_centroids<S: AsRef<str>>(
     let groups = CodeGroups::new(codes, categories.len());
     let mut out = Vec::new();
     let mut dists: Vec<f32> = Vec::new();
-    let mut sorted: Vec<f32> = Vec::new();
+    let mut scratch: Vec<f32> = Vec::new();
     let mut inliers: Vec<usize> = Vec::new();
     for (code, label) in categories.iter().enumerate() {
         let cells = groups.cells(code);
@@ -111,10 +111,9 @@ pub fn compute_centroids<S: AsRef<str>>(
                     .iter()
                     .map(|&c| distance_f32(&coords[c * dim..c * dim + dim], &center)),
             );
-            sorted.clear();
-            sorted.extend_from_slice(&dists);
-            sort_nan_last(&mut sorted);
-            let thr = quantile_linear_sorted(&sorted, params.quantile);
+            scratch.clear();
+            scratch.extend_from_slice(&dists);
+            let thr = quantile_linear_select(&mut scratch, params.quantile);
             inliers.clear();
             inliers.extend(
                 cells

@@ -67,6 +67,43 @@ pub fn quantile_linear_sorted(sorted: &[f32], q: f64) -> f32 {
     }
 }
 
+/// `np.quantile(values, q)` (method "linear") of unsorted values, reordering `values` in place:
+/// the two order statistics the interpolation needs are found by selection, in linear time,
+/// instead of a full sort. Same result as [`quantile_linear_sorted`] of the sorted values.
+pub fn quantile_linear_select(values: &mut [f32], q: f64) -> f32 {
+    let n = values.len();
+    if n == 0 || q.is_nan() || values.iter().any(|v| v.is_nan()) {
+        return f32::NAN;
+    }
+    let h = (n - 1) as f64 * q;
+    let max_of = |vals: &[f32]| {
+        vals.iter()
+            .copied()
+            .max_by_key(|&v| nan_last_key(v))
+            .unwrap_or(f32::NAN)
+    };
+    if h >= (n - 1) as f64 {
+        return max_of(values);
+    }
+    let lo = if h < 0.0 { 0 } else { h.floor() as usize };
+    let (_, &mut a, above) = values.select_nth_unstable_by_key(lo, |&v| nan_last_key(v));
+    if h < 0.0 {
+        return a;
+    }
+    let b = above
+        .iter()
+        .copied()
+        .min_by_key(|&v| nan_last_key(v))
+        .unwrap_or(a);
+    let t = h - h.floor();
+    let diff = b - a;
+    if t >= 0.5 {
+        b - diff * ((1.0 - t) as f32)
+    } else {
+        a + diff * (t as f32)
+    }
+}
+
 /// `np.quantile(values, q)` of unsorted values (sorts a copy).
 pub fn quantile_linear(values: &[f32], q: f64) -> f32 {
     let mut v = values.to_vec();
@@ -100,6 +137,34 @@ mod tests {
         assert!(v[6].is_nan());
         assert_eq!(cmp_nan_last(-0.0, 0.0), Ordering::Equal);
         assert_eq!(cmp_nan_last(f32::NAN, f32::INFINITY), Ordering::Greater);
+    }
+
+    #[test]
+    fn selection_quantile_equals_the_sorted_one() {
+        let qs = [0.0, 0.05, 0.5, 0.95, 0.999, 1.0];
+        let mut cases: Vec<Vec<f32>> = vec![
+            vec![2.5],
+            vec![1.0, 1.0],
+            vec![3.0, -1.0],
+            vec![0.0, -0.0, 5.0, 5.0, 5.0, f32::INFINITY, f32::NEG_INFINITY],
+            vec![f32::INFINITY, f32::INFINITY, 1.0],
+        ];
+        for n in [3usize, 10, 11, 100, 1001] {
+            cases.push(xorshift_values(n, n as u64 + 17, 10.0));
+        }
+        for case in &cases {
+            for &q in &qs {
+                let expected = quantile_linear(case, q);
+                let got = quantile_linear_select(&mut case.clone(), q);
+                assert!(
+                    expected.to_bits() == got.to_bits() || (expected == got),
+                    "q={q} n={}: sorted {expected} vs select {got}",
+                    case.len()
+                );
+            }
+        }
+        assert!(quantile_linear_select(&mut [1.0, f32::NAN, 2.0], 0.5).is_nan());
+        assert!(quantile_linear_select(&mut [], 0.5).is_nan());
     }
 
     #[test]
