@@ -93,3 +93,85 @@ async fn csr_pack_in_small_blocks_matches_the_goldens() {
         server.stop().await;
     }
 }
+
+/// A gene request on a small CSR X with a cache prefix but no pack: served by a scan, and the
+/// pack is built once in the background; later genes are one GET of the pack, byte-identical to
+/// the reference. A CSR X over the scan limit never starts a build (it needs `precompute`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_csr_x_is_packed_on_demand_and_large_x_is_not() {
+    for (scan_limit, builds) in [(u64::MAX, true), (0, false)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache_dir = dir.path().join("cache");
+        std::fs::create_dir_all(&cache_dir).unwrap();
+        let options = DatasetOptions {
+            csr_scan_max_nnz: scan_limit,
+            ..DatasetOptions::default()
+        };
+        let store = fixture_store("edge", "v3");
+        let catalog = Catalog::open(
+            common::location(store.to_str().unwrap()),
+            &options,
+            Arc::new(ReadMetrics::default()),
+        )
+        .await
+        .expect("open edge");
+        let fp = fingerprint(catalog.first());
+        let cache = ArtifactCache::new(
+            &open_store_url(cache_dir.to_str().unwrap()).unwrap(),
+            Arc::new(ReadMetrics::default()),
+        );
+        let server = TestServer::start_with(
+            catalog,
+            AppConfig {
+                cache: Some(cache),
+                gene_pack_on_demand: true,
+                ..AppConfig::default()
+            },
+        )
+        .await;
+        let genes: Vec<_> = golden_meta("edge")
+            .into_iter()
+            .filter(|g| g.route.starts_with("var/GENE") && g.status == 200)
+            .collect();
+        let first = server.get_viewer(&quote_route(&genes[0].route)).await;
+        let index = cache_dir.join(&fp).join(cellucid_edge::cache::PACK_INDEX);
+        if !builds {
+            assert_eq!(first.status, 503, "over the scan limit: precompute needed");
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            assert!(!index.exists(), "no pack may be built over the scan limit");
+            server.stop().await;
+            continue;
+        }
+        assert_eq!(first.status, 200);
+        assert!(
+            first.header("server-timing").contains("computed"),
+            "{}",
+            first.header("server-timing")
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !index.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the pack was not built on demand"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        // The first of them also reads the pack index (once per process).
+        for (i, g) in genes[1..].iter().enumerate() {
+            let r = server.get_viewer(&quote_route(&g.route)).await;
+            assert_eq!(r.status, 200, "{}", g.route);
+            let timing = r.header("server-timing");
+            assert!(
+                timing.contains("cache;desc=\"cache\"")
+                    && timing.contains(if i == 0 { "gets=2 " } else { "gets=1 " }),
+                "{}: {timing}",
+                g.route
+            );
+            let body = r.decoded().expect("gzip body");
+            if let Some(diff) = compare_body(&g.route, &golden_body("edge", &g.route), &body) {
+                panic!("{}: {diff}", g.route);
+            }
+        }
+        server.stop().await;
+    }
+}

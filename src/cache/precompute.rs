@@ -212,6 +212,23 @@ pub async fn precompute(
     Ok(summary)
 }
 
+/// Build only the gene-major pack of `dataset` (no progress display), unless it exists; `true`
+/// when this call wrote it. Used by a server that memoises a small CSR X on first use instead
+/// of scanning X for every gene (see `AppConfig::gene_pack_on_demand`).
+pub async fn build_gene_pack_on_demand(
+    dataset: Arc<Dataset>,
+    cache: &ArtifactCache,
+    fingerprint: &str,
+    options: &PrecomputeOptions,
+) -> Result<bool, PrecomputeError> {
+    if cache.exists(fingerprint, PACK_INDEX).await? {
+        return Ok(false);
+    }
+    let hidden = MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
+    build_gene_pack(&dataset, cache, fingerprint, options, &hidden).await?;
+    Ok(true)
+}
+
 /// Compute, gzip and store one artifact unless present. A refusal by the reference's rules
 /// (a 4xx at request time) is reported, not fatal; store failures are errors.
 async fn build_artifact(

@@ -36,6 +36,11 @@ pub struct ServeArgs {
     /// and written back to it, and genes are served from the gene-major pack `precompute` builds.
     #[arg(long, env = "CELLUCID_CACHE_URL")]
     pub cache: Option<String>,
+    /// With `--cache` but no gene pack there yet, do not build the pack in the background on the
+    /// first gene request (a CSR X small enough to scan is otherwise transposed once and
+    /// memoised into the cache prefix; larger X always needs `precompute`).
+    #[arg(long)]
+    pub no_pack_on_demand: bool,
     /// Private atlas: name of the environment variable holding the share-link secret. Only
     /// `/s/<token>/…` requests signed with it are served (links from `cellucid-edge share`).
     #[arg(long, value_name = "VAR")]
@@ -93,6 +98,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
         share,
         request_timeout: args.request_timeout,
+        gene_pack_on_demand: !args.no_pack_on_demand,
     };
     let app = super::ready::with_protocol_09(
         App::new(catalog, config),

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -13,6 +14,8 @@ use sha2::{Digest, Sha256};
 
 use super::cors::CorsPolicy;
 use super::encoding::{accepts_gzip, gzip};
+use crate::anndata::MatrixMeta;
+use crate::cache::precompute::{PrecomputeOptions, build_gene_pack_on_demand};
 use crate::cache::{ArtifactCache, GenePack, fingerprint};
 use crate::catalog::Catalog;
 use crate::dataset::{Dataset, DatasetError};
@@ -113,6 +116,12 @@ pub struct AppConfig {
     /// Longest time one request may take; past it (a slow or hung store) the client gets a
     /// 503 with `Retry-After` and nothing is cached.
     pub request_timeout: Duration,
+    /// With a cache prefix and no gene pack in it: build the pack in the background on the
+    /// first gene request when X is CSR and small enough to scan (at most the dataset's
+    /// `csr_scan_max_nnz`), so X is transposed once instead of scanned per gene. Genes are
+    /// served by scanning until the pack is complete. Off for the Lambda (a frozen sandbox
+    /// cannot run background work; run `precompute`).
+    pub gene_pack_on_demand: bool,
 }
 
 /// Default [`AppConfig::request_timeout`].
@@ -130,6 +139,7 @@ impl Default for AppConfig {
             },
             share: None,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            gene_pack_on_demand: false,
         }
     }
 }
@@ -180,9 +190,23 @@ fn etag_digest(fingerprint: &str, key: &str) -> String {
 struct AtlasCacheState {
     fingerprint: String,
     gene_pack: tokio::sync::Mutex<Option<(Instant, Option<Arc<GenePack>>)>>,
+    /// State of an on-demand pack build (`PACK_BUILD_*`).
+    pack_build: Arc<AtomicU8>,
 }
 
+/// No on-demand pack build was started by this process.
+const PACK_BUILD_IDLE: u8 = 0;
+/// A build is running in the background.
+const PACK_BUILD_RUNNING: u8 = 1;
+/// The build finished: the pack index is to be loaded.
+const PACK_BUILD_DONE: u8 = 2;
+/// The build failed or its result was loaded: not started again by this process.
+const PACK_BUILD_SETTLED: u8 = 3;
+
 const GENE_PACK_RECHECK: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Memory of the dense gene blocks of an on-demand pack build (one job).
+const ON_DEMAND_PACK_MEMORY: u64 = 128 << 20;
 
 /// The application: a catalogue plus the HTTP rules around it.
 pub struct App {
@@ -242,6 +266,7 @@ impl App {
                     AtlasCacheState {
                         fingerprint: fingerprint(d),
                         gene_pack: tokio::sync::Mutex::new(None),
+                        pack_build: Arc::new(AtomicU8::new(PACK_BUILD_IDLE)),
                     },
                 )
             })
@@ -649,12 +674,21 @@ impl App {
         self.atlases.get(id).map(|a| a.fingerprint.as_str())
     }
 
-    async fn gene_pack(&self, dataset: &Dataset) -> Option<Arc<GenePack>> {
+    async fn gene_pack(&self, dataset: &Arc<Dataset>) -> Option<Arc<GenePack>> {
         let cache = self.config.cache.as_ref()?;
         let state = self.atlases.get(dataset.id())?;
         let mut slot = state.gene_pack.lock().await;
+        let build_done = state
+            .pack_build
+            .compare_exchange(
+                PACK_BUILD_DONE,
+                PACK_BUILD_SETTLED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok();
         if let Some((checked, pack)) = slot.as_ref()
-            && (pack.is_some() || checked.elapsed() < GENE_PACK_RECHECK)
+            && (pack.is_some() || (checked.elapsed() < GENE_PACK_RECHECK && !build_done))
         {
             return pack.clone();
         }
@@ -666,13 +700,71 @@ impl App {
             }
         };
         *slot = Some((Instant::now(), pack.clone()));
+        if pack.is_none() {
+            self.start_pack_build(dataset, cache, state);
+        }
         pack
+    }
+
+    /// Starts the on-demand gene pack build of `dataset` (see
+    /// [`AppConfig::gene_pack_on_demand`]) unless this process already started one.
+    fn start_pack_build(
+        &self,
+        dataset: &Arc<Dataset>,
+        cache: &ArtifactCache,
+        state: &AtlasCacheState,
+    ) {
+        let small_csr = matches!(&dataset.layout().x,
+            MatrixMeta::Csr(meta) if meta.nnz <= dataset.options().csr_scan_max_nnz);
+        if !self.config.gene_pack_on_demand
+            || !small_csr
+            || state
+                .pack_build
+                .compare_exchange(
+                    PACK_BUILD_IDLE,
+                    PACK_BUILD_RUNNING,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_err()
+        {
+            return;
+        }
+        let (dataset, cache, fingerprint, flag) = (
+            dataset.clone(),
+            cache.clone(),
+            state.fingerprint.clone(),
+            state.pack_build.clone(),
+        );
+        tokio::spawn(async move {
+            let started = Instant::now();
+            tracing::info!(target: "cellucid_edge::cache", dataset = dataset.id(),
+                "no gene pack in the cache prefix: building it from X in the background");
+            let options = PrecomputeOptions {
+                jobs: 1,
+                memory_budget: ON_DEMAND_PACK_MEMORY,
+                ..PrecomputeOptions::default()
+            };
+            match build_gene_pack_on_demand(dataset.clone(), &cache, &fingerprint, &options).await {
+                Ok(_) => {
+                    tracing::info!(target: "cellucid_edge::cache", dataset = dataset.id(),
+                        seconds = started.elapsed().as_secs_f64(), "gene pack built on demand");
+                    flag.store(PACK_BUILD_DONE, Ordering::Release);
+                }
+                Err(e) => {
+                    tracing::warn!(target: "cellucid_edge::cache", dataset = dataset.id(),
+                        "building the gene pack on demand failed (genes stay served by scanning X; \
+                         run `cellucid-edge precompute`): {e}");
+                    flag.store(PACK_BUILD_SETTLED, Ordering::Release);
+                }
+            }
+        });
     }
 
     /// Memory → cache prefix (one GET) → compute, writing computed artifacts back create-only.
     async fn load_or_compute(
         &self,
-        dataset: &Dataset,
+        dataset: &Arc<Dataset>,
         artifact: &Artifact,
     ) -> Result<(Rendered, Outcome), DatasetError> {
         let key = artifact.cache_key();
