@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-COLOURS = {"reference": "#9a9a9a", "edge": "#5b8fd6", "edge+cache": "#1f4e9c", "s3+cache": "#e08a2e"}
+COLOURS = {"reference": "#9a9a9a", "edge": "#5b8fd6", "edge+cache": "#1f4e9c", "s3": "#f2b66d", "s3+cache": "#e08a2e"}
 SHOWN = ["dataset_identity.json", "obs_manifest.json", "var_manifest.json", "connectivity_manifest.json",
          "points_3d.bin", "connectivity/edges.src.bin"]
 

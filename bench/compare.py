@@ -11,7 +11,8 @@ For every atlas it runs, one server at a time, each on a free 127.0.0.1 port:
                bench/reference-env.sh (or --ref-python / $CELLUCID_REF_PYTHON)
   edge         `cellucid-edge serve STORE` — nothing precomputed, everything computed on demand
   edge+cache   `cellucid-edge serve STORE --cache DIR` after `precompute` (time and RSS recorded)
-  s3+cache     (--s3) the store and the cache on a local moto S3 server, after `precompute`
+  s3           (--s3) the store on a local moto S3 server, nothing precomputed
+  s3+cache     (--s3) the store and a cache prefix on the moto server, after `precompute`
 and measures, from a fresh process each:
   * start-up: spawn → first 200 on /_cellucid/health;
   * every route the viewer asks for first (identity, manifests, points, each obs field's codes /
@@ -66,7 +67,7 @@ FIRST_ROUTES = [
     "points_2d.bin",
 ]
 EDGE_ROUTES = ["connectivity/edges.src.bin", "connectivity/edges.dst.bin"]
-CONFIGS = ["reference", "edge", "edge+cache", "s3+cache"]
+CONFIGS = ["reference", "edge", "edge+cache", "s3", "s3+cache"]
 
 DEFAULT_ATLASES = {
     # label: (cells, genes, density)
@@ -202,14 +203,13 @@ def run_config(config, atlas: Path, args, work: Path, s3=None) -> dict:
         store, cache = str(atlas), None
         if config == "edge+cache":
             cache = str(work / "cache")
-        if config == "s3+cache":
-            endpoint, bucket = s3
+        if config.startswith("s3"):
+            endpoint, bucket, prefix = s3
             env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, **S3_ENV)
-            prefix = f"{atlas.name}-{int(time.time())}"
-            t = time.time()
-            extra["s3_objects"] = upload(endpoint, bucket, f"{prefix}/store", atlas)
-            extra["s3_upload_s"] = time.time() - t
-            store, cache = f"s3://{bucket}/{prefix}/store", f"s3://{bucket}/{prefix}/cache"
+            # The store keeps its directory name: the dataset id and name derive from it.
+            store = f"s3://{bucket}/{prefix}/{atlas.name}"
+            if config == "s3+cache":
+                cache = f"s3://{bucket}/{prefix}/cache"
         if cache:
             wall, rss, summary = timed_run(
                 [args.bin, "precompute", store, "--cache", cache, "--jobs", str(args.jobs), "--quiet"], env
@@ -239,9 +239,13 @@ def compare_bodies(results: dict) -> dict:
     for config, r in results.items():
         if config == "reference" or "digests" not in r:
             continue
-        same = [k for k, d in r["digests"].items() if ref.get(k) == d and not d.startswith("status")]
-        differ = [k for k, d in r["digests"].items() if k in ref and ref[k] != d]
-        out[config] = {"identical": len(same), "compared": len(same) + len(differ), "differ": differ}
+        digests = {k: d for k, d in r["digests"].items() if k in ref}
+        refused = sorted({d for d in digests.values() if d.startswith("status")})
+        served = {k: d for k, d in digests.items() if not d.startswith("status")}
+        same = [k for k, d in served.items() if ref[k] == d]
+        differ = [k for k, d in served.items() if ref[k] != d]
+        out[config] = {"identical": len(same), "compared": len(served), "differ": differ,
+                       "not_served": len(digests) - len(served), "not_served_as": refused}
     return out
 
 
@@ -313,15 +317,19 @@ def markdown(report: dict) -> str:
             row(label_, values, ratio(g.get("reference", {}).get(key), g.get("edge+cache", {}).get(key)))
         row("peak RSS (MiB)", [f"{res[c]['peak_rss_mib']:.0f}" if res[c].get("peak_rss_mib") else "—" for c in configs],
             ratio(ref.get("peak_rss_mib"), best.get("peak_rss_mib")))
-        if "s3+cache" in res:
-            s3 = res["s3+cache"]
+        for config in ("s3", "s3+cache"):
+            if config not in res:
+                continue
+            s3 = res[config]
             gets = [f"`{r}` {s3['routes'][r]['cold'].get('gets')}" for r in routes if r in s3["routes"]]
-            lines += ["", "S3 GETs per cold request (s3+cache): " + ", ".join(gets)
-                      + f"; per gene: {s3.get('genes', {}).get('gets_per_gene')}."]
+            lines += ["", f"Store GETs per cold request ({config}): " + ", ".join(gets)
+                      + f"; per gene (mean of the cold ones): {s3.get('genes', {}).get('gets_per_gene')}."]
         same = atlas.get("bodies", {})
         if same:
             lines += ["", "Decoded bodies equal to the reference's: " + "; ".join(
-                f"{c} {v['identical']}/{v['compared']}" + (f" (differ: {', '.join(v['differ'][:5])})" if v["differ"] else "")
+                f"{c} {v['identical']}/{v['compared']}"
+                + (f" (differ: {', '.join(v['differ'][:5])})" if v["differ"] else "")
+                + (f", {v['not_served']} not served ({', '.join(v['not_served_as'])})" if v.get("not_served") else "")
                 for c, v in same.items()) + "."]
         lines.append("")
     return "\n".join(lines)
@@ -334,7 +342,7 @@ def main():
     p.add_argument("--bin", default=str(ROOT / "target" / "release" / "cellucid-edge"))
     p.add_argument("--ref-python", default=None, help="python of a venv with cellucid==0.0.9")
     p.add_argument("--configs", default="reference,edge,edge+cache", help=f"comma list of {CONFIGS}")
-    p.add_argument("--s3", action="store_true", help="add s3+cache (needs moto_server and boto3)")
+    p.add_argument("--s3", action="store_true", help="add s3 and s3+cache (needs moto_server and boto3)")
     p.add_argument("--genes", type=int, default=100)
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     p.add_argument("--seed", type=int, default=7)
@@ -344,7 +352,7 @@ def main():
     args.bin = os.path.abspath(args.bin)
     if not os.access(args.bin, os.X_OK):
         sys.exit(f"{args.bin} is missing: cargo build --release --bin cellucid-edge")
-    configs = [c for c in args.configs.split(",") if c] + (["s3+cache"] if args.s3 else [])
+    configs = [c for c in args.configs.split(",") if c] + (["s3", "s3+cache"] if args.s3 else [])
     if unknown := set(configs) - set(CONFIGS):
         sys.exit(f"unknown configurations {sorted(unknown)}; known: {CONFIGS}")
     args.ref_python = reference_python(args.ref_python) if "reference" in configs else None
@@ -354,16 +362,23 @@ def main():
     report = {"machine": machine(), "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "genes": args.genes,
               "binary": args.bin, "atlases": {}}
     try:
-        if "s3+cache" in configs:
+        if any(c.startswith("s3") for c in configs):
             moto, endpoint = start_moto()
         for label, path in atlases.items():
             atlas = ensure_atlas(label, Path(path) if path else None, args.ref_python or sys.executable)
             shape = describe(atlas)
             work = Path(tempfile.mkdtemp(prefix=f"compare-{label}-"))
             results = {}
+            s3 = None
+            if moto:
+                prefix = f"{label}-{int(time.time())}"
+                t = time.time()
+                n_objects = upload(endpoint, "compare", f"{prefix}/{atlas.name}", atlas)
+                print(f"[{label}] uploaded {n_objects} objects to moto in {time.time() - t:.0f} s", file=sys.stderr)
+                s3 = (endpoint, "compare", prefix)
             try:
                 for config in configs:
-                    results[config] = run_config(config, atlas, args, work, (endpoint, "compare") if moto else None)
+                    results[config] = run_config(config, atlas, args, work, s3)
             finally:
                 shutil.rmtree(work, ignore_errors=True)
             report["atlases"][label] = {"path": str(atlas), "shape": shape, "results": results,

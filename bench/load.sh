@@ -4,7 +4,10 @@
 # server's RSS sampled every 2 s. Prints wrk's latency distribution and a SUMMARY line, and
 # writes target/load/{routes.txt,rss.csv,wrk.txt}.
 #
-#   bash bench/load.sh [STORE] [--duration 60s] [--connections 64]
+#   bash bench/load.sh [STORE] [--duration 60s] [--connections 64] [--cache URL]
+#
+# --cache serves with that cache prefix (e.g. one `cellucid-edge precompute` filled: genes then
+# come from the gene-major pack, one ranged read each).
 #
 # STORE defaults to a synthetic atlas made by bench/make_atlas.py (100 000 cells x 2 000 genes,
 # 2 % density, CSR X; needs `pip install numpy 'zarr>=3' anndata`), or, without the generator, the
@@ -14,6 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 STORE=""
+CACHE_ARGS=()
 DURATION=60s
 CONNECTIONS=64
 THREADS=2
@@ -23,6 +27,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --duration) DURATION=$2; shift 2 ;;
     --connections) CONNECTIONS=$2; shift 2 ;;
+    --cache) CACHE_ARGS=(--cache "$2"); shift 2 ;;
     *) STORE=$1; shift ;;
   esac
 done
@@ -44,7 +49,7 @@ fi
 
 BIN=${CELLUCID_BIN:-${CARGO_TARGET_DIR:-target}/release/cellucid-edge}
 [ -x "$BIN" ] || cargo build --release --bin cellucid-edge
-"$BIN" serve "$STORE" --port "$PORT" --memory-cache-bytes "$MEMORY_CACHE" --log warn >"$OUT/serve.log" 2>&1 &
+"$BIN" serve "$STORE" "${CACHE_ARGS[@]}" --port "$PORT" --memory-cache-bytes "$MEMORY_CACHE" --log warn >"$OUT/serve.log" 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
 BASE=http://127.0.0.1:$PORT

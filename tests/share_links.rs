@@ -208,6 +208,32 @@ async fn dataset_bound_tokens_in_a_catalogue() {
         )
         .await;
     assert!(r.status.is_client_error(), "{}", r.status);
+    // The 0.9 protocol's paths are bound the same way (its own base URL per dataset, and the
+    // unprefixed base meaning the first dataset).
+    let r = server
+        .get(
+            &format!("/s/{bound}/v0.9/{a}/_cellucid/health"),
+            &[FROM_VIEWER],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "0.9 health of the bound dataset");
+    for path in [
+        format!("/s/{bound}/v0.9/{b}/_cellucid/health"),
+        format!("/s/{bound}/v0.9/{b}/_cellucid/anndata/{b}/zarr/.zattrs"),
+    ] {
+        let r = server.get(&path, &[FROM_VIEWER]).await;
+        // The 0.9 front-end's own headers (its CORS set, `Cache-Control: no-cache` on all).
+        assert_eq!(
+            r.status,
+            StatusCode::FORBIDDEN,
+            "0.9 path of another dataset: {path}"
+        );
+        assert_eq!(r.header("access-control-allow-origin"), ORIGIN, "{path}");
+        assert!(
+            String::from_utf8_lossy(&r.body).starts_with("Forbidden"),
+            "{path}"
+        );
+    }
     // The listing shows only the bound dataset.
     let doc = server
         .get(&format!("/s/{bound}/_cellucid/datasets"), &[FROM_VIEWER])

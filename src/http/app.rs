@@ -958,6 +958,20 @@ fn text(status: StatusCode, message: &str) -> Response<Bytes> {
 
 /// 403 for a request without a valid share token (CORS headers are added like on every
 /// response, so the viewer can show why).
+/// The 403 for a request whose verified share token is bound to a dataset other than
+/// `dataset_id`, if it is; used by front-ends that resolve the dataset themselves (`/v0.9`).
+pub(crate) fn wrong_dataset_refusal<B>(
+    request: &Request<B>,
+    dataset_id: &str,
+) -> Option<Response<Bytes>> {
+    match request.extensions().get::<ShareScope>() {
+        Some(ShareScope(Some(bound))) if bound != dataset_id => {
+            Some(forbidden(&ShareError::WrongDataset))
+        }
+        _ => None,
+    }
+}
+
 fn forbidden(error: &ShareError) -> Response<Bytes> {
     let mut r = text(StatusCode::FORBIDDEN, &format!("Forbidden: {error}"));
     r.headers_mut()

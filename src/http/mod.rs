@@ -5,6 +5,7 @@ mod app;
 pub mod cors;
 pub mod encoding;
 
+pub(crate) use app::wrong_dataset_refusal;
 pub use app::{
     App, AppConfig, DEFAULT_REQUEST_TIMEOUT, PresignError, ServerIdentity, apply_common_headers,
 };

@@ -367,6 +367,10 @@ impl Frontend {
             }
             _ => (&self.sources[0], rest),
         };
+        // A share token bound to one dataset opens only that one (like the seed protocol's).
+        if let Some(refusal) = crate::http::wrong_dataset_refusal(request, &source.id) {
+            return refusal.map(Body::Bytes);
+        }
         let identity = request
             .extensions()
             .get::<ServerIdentity>()
