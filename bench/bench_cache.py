@@ -18,22 +18,18 @@ All traffic goes to 127.0.0.1.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import random
-import re
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import S3_ENV, free_port, start_moto, timed_run, upload  # noqa: E402
+from benchlib import S3_ENV, ServerProcess, free_port, start_moto, timed_run, upload  # noqa: E402
 
 FIRST_PAINT = [
     "dataset_identity.json",
@@ -44,55 +40,24 @@ FIRST_PAINT = [
 ]
 
 
-class Server:
-    """`cellucid-edge serve` in a child process on a free port."""
+class Server(ServerProcess):
+    """`cellucid-edge serve STORE --cache CACHE` in a child process on a free port."""
 
     def __init__(self, binary, store, cache, env=None):
-        self.port = free_port()
-        self.started = time.perf_counter()
-        self.proc = subprocess.Popen(
-            [binary, "serve", store, "--cache", cache, "--port", str(self.port), "--log", "warn"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=env,
-        )
-        deadline = time.time() + 120
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.time() > deadline or self.proc.poll() is not None:
-                    self.stop()
-                    sys.exit(f"serve {store} did not start")
-                time.sleep(0.01)
-        self.listening = time.perf_counter() - self.started
-        self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=300)
+        port = free_port()
+        cmd = [binary, "serve", store, "--cache", cache, "--port", str(port), "--log", "warn"]
+        super().__init__(cmd, port, env=env, log_name="bench-cache", startup_timeout=120)
 
     def get(self, route):
-        t = time.perf_counter()
-        self.conn.request("GET", "/" + route, headers={"Accept-Encoding": "gzip"})
-        r = self.conn.getresponse()
-        body = r.read()
-        dt = time.perf_counter() - t
-        timing = r.getheader("Server-Timing", "")
-        m = re.search(r'gets=(\d+) bytes=(\d+)', timing)
-        outcome = re.search(r'cache;desc="(\w+)"', timing)
+        r = super().get(route, timeout=300)
         return {
-            "status": r.status,
-            "seconds": dt,
-            "bytes": len(body),
-            "gets": int(m.group(1)) if m else -1,
-            "read": int(m.group(2)) if m else -1,
-            "outcome": outcome.group(1) if outcome else "",
+            "status": r["status"],
+            "seconds": r["seconds"],
+            "bytes": r.get("wire_bytes", 0),
+            "gets": -1 if r.get("gets") is None else r["gets"],
+            "read": -1 if r.get("read") is None else r["read"],
+            "outcome": r.get("outcome") or "",
         }
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 def gene_names(n_genes, sample, seed=4):

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::sync::Arc;
 
 use cellucid_edge::cache::precompute::{PrecomputeOptions, precompute};
@@ -15,6 +16,28 @@ use cellucid_edge::store::{ReadMetrics, open_store_url};
 use common::{TestServer, compare_body, fixture_store, golden_body, golden_meta, quote_route};
 use indicatif::{MultiProgress, ProgressDrawTarget};
 
+/// The `edge` fixture in zarr `version` (CSR scans allowed up to `scan_limit` stored values) and
+/// a cache prefix in `cache_dir`.
+async fn open_edge(version: &str, scan_limit: u64, cache_dir: &Path) -> (Catalog, ArtifactCache) {
+    let store = fixture_store("edge", version);
+    let options = DatasetOptions {
+        csr_scan_max_nnz: scan_limit,
+        ..DatasetOptions::default()
+    };
+    let catalog = Catalog::open(
+        common::location(store.to_str().unwrap()),
+        &options,
+        Arc::new(ReadMetrics::default()),
+    )
+    .await
+    .expect("open edge");
+    let cache = ArtifactCache::new(
+        &open_store_url(cache_dir.to_str().unwrap()).unwrap(),
+        Arc::new(ReadMetrics::default()),
+    );
+    (catalog, cache)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn csr_pack_in_small_blocks_matches_the_goldens() {
     for version in ["v2", "v3"] {
@@ -23,23 +46,8 @@ async fn csr_pack_in_small_blocks_matches_the_goldens() {
         std::fs::create_dir_all(&cache_dir).unwrap();
         let spill = dir.path().join("spill");
         std::fs::create_dir_all(&spill).unwrap();
-        let store = fixture_store("edge", version);
-        let options = DatasetOptions {
-            csr_scan_max_nnz: 0,
-            ..DatasetOptions::default()
-        };
-        let catalog = Catalog::open(
-            common::location(store.to_str().unwrap()),
-            &options,
-            Arc::new(ReadMetrics::default()),
-        )
-        .await
-        .expect("open edge");
+        let (catalog, cache) = open_edge(version, 0, &cache_dir).await;
         let dataset = catalog.first().clone();
-        let cache = ArtifactCache::new(
-            &open_store_url(cache_dir.to_str().unwrap()).unwrap(),
-            Arc::new(ReadMetrics::default()),
-        );
         let fp = fingerprint(&dataset);
         let run = PrecomputeOptions {
             jobs: 3,
@@ -103,23 +111,8 @@ async fn small_csr_x_is_packed_on_demand_and_large_x_is_not() {
         let dir = tempfile::tempdir().expect("tempdir");
         let cache_dir = dir.path().join("cache");
         std::fs::create_dir_all(&cache_dir).unwrap();
-        let options = DatasetOptions {
-            csr_scan_max_nnz: scan_limit,
-            ..DatasetOptions::default()
-        };
-        let store = fixture_store("edge", "v3");
-        let catalog = Catalog::open(
-            common::location(store.to_str().unwrap()),
-            &options,
-            Arc::new(ReadMetrics::default()),
-        )
-        .await
-        .expect("open edge");
+        let (catalog, cache) = open_edge("v3", scan_limit, &cache_dir).await;
         let fp = fingerprint(catalog.first());
-        let cache = ArtifactCache::new(
-            &open_store_url(cache_dir.to_str().unwrap()).unwrap(),
-            Arc::new(ReadMetrics::default()),
-        );
         let server = TestServer::start_with(
             catalog,
             AppConfig {
