@@ -205,6 +205,9 @@ const PACK_BUILD_SETTLED: u8 = 3;
 
 const GENE_PACK_RECHECK: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Largest computed body also kept uncompressed in the in-memory LRU.
+const KEEP_IDENTITY_BODY_MAX: usize = 64 << 10;
+
 /// Memory of the dense gene blocks of an on-demand pack build (one job).
 const ON_DEMAND_PACK_MEMORY: u64 = 128 << 20;
 
@@ -828,7 +831,9 @@ impl App {
         Ok((
             Rendered {
                 gzipped,
-                body: Some(body),
+                // Large bodies are held gzip-only (the viewer always accepts gzip; another
+                // client gets them inflated on demand): the LRU's bytes hold twice the artifacts.
+                body: (body.len() <= KEEP_IDENTITY_BODY_MAX).then_some(body),
                 digest,
             },
             Outcome::Computed(compute_ms),
