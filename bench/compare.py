@@ -391,6 +391,8 @@ def main():
     for atlas in report["atlases"].values():
         for r in atlas["results"].values():
             r.pop("digests", None)
+            # Genes are summarised in "genes"; one row per gene would only bloat the file.
+            r["routes"] = {k: v for k, v in r["routes"].items() if not k.startswith("var/")}
     (args.results / "compare.json").write_text(json.dumps(report, indent=1))
     table = markdown(report)
     (args.results / "compare.md").write_text(table)
