@@ -91,51 +91,170 @@ pub fn compute_centroids<S: AsRef<str>>(
         });
     }
     let min_points = params.min_points.max(1);
+    if dim == 1 {
+        Ok(centroids_by_group(
+            coords,
+            codes,
+            categories,
+            params.quantile,
+            min_points,
+        ))
+    } else {
+        Ok(centroids_streaming(
+            coords,
+            dim,
+            codes,
+            categories,
+            params.quantile,
+            min_points,
+        ))
+    }
+}
+
+/// Keeps a centroid only when every coordinate is finite.
+fn finite_centroid(label: &str, center: &[f32], n_points: usize) -> Option<Centroid> {
+    center.iter().all(|v| v.is_finite()).then(|| Centroid {
+        category: label.to_string(),
+        position: center.iter().map(|&v| f64::from(v)).collect(),
+        n_points,
+    })
+}
+
+/// One category at a time over its cells (`dim == 1`, where NumPy's mean is a pairwise sum).
+fn centroids_by_group<S: AsRef<str>>(
+    coords: &[f32],
+    codes: &[i32],
+    categories: &[S],
+    quantile: f64,
+    min_points: usize,
+) -> Vec<Centroid> {
     let groups = CodeGroups::new(codes, categories.len());
     let mut out = Vec::new();
-    let mut dists: Vec<f32> = Vec::new();
     let mut scratch: Vec<f32> = Vec::new();
-    let mut inliers: Vec<usize> = Vec::new();
     for (code, label) in categories.iter().enumerate() {
         let cells = groups.cells(code);
         let n = cells.len();
         if n < min_points {
             continue;
         }
-        let mut center = mean_rows_f32(coords, dim, cells);
+        let mut center = mean_rows_f32(coords, 1, cells);
         let mut used = n;
         if n > min_points {
-            dists.clear();
-            dists.extend(
-                cells
-                    .iter()
-                    .map(|&c| distance_f32(&coords[c * dim..c * dim + dim], &center)),
-            );
+            let dists: Vec<f32> = cells
+                .iter()
+                .map(|&c| distance_f32(&coords[c..c + 1], &center))
+                .collect();
             scratch.clear();
             scratch.extend_from_slice(&dists);
-            let thr = quantile_linear_select(&mut scratch, params.quantile);
-            inliers.clear();
-            inliers.extend(
-                cells
-                    .iter()
-                    .zip(&dists)
-                    .filter(|&(_, &d)| d <= thr)
-                    .map(|(&c, _)| c),
-            );
+            let thr = quantile_linear_select(&mut scratch, quantile);
+            let inliers: Vec<usize> = cells
+                .iter()
+                .zip(&dists)
+                .filter(|&(_, &d)| d <= thr)
+                .map(|(&c, _)| c)
+                .collect();
             if inliers.len() >= min_points {
-                center = mean_rows_f32(coords, dim, &inliers);
+                center = mean_rows_f32(coords, 1, &inliers);
                 used = inliers.len();
             }
         }
-        if center.iter().all(|v| v.is_finite()) {
-            out.push(Centroid {
-                category: label.as_ref().to_string(),
-                position: center.iter().map(|&v| f64::from(v)).collect(),
-                n_points: used,
-            });
+        out.extend(finite_centroid(label.as_ref(), &center, used));
+    }
+    out
+}
+
+/// All categories in three sequential passes over the cells (`dim >= 2`): NumPy sums the rows of
+/// a `(n, d)` selection one after another per column, and a pass in cell order adds each
+/// category's rows in the same (ascending) order, so the result is bit-identical to per-category
+/// gathering — without its random reads of the embedding (the cost at 1M cells).
+fn centroids_streaming<S: AsRef<str>>(
+    coords: &[f32],
+    dim: usize,
+    codes: &[i32],
+    categories: &[S],
+    quantile: f64,
+    min_points: usize,
+) -> Vec<Centroid> {
+    let k = categories.len();
+    let valid = |c: i32| usize::try_from(c).ok().filter(|&c| c < k);
+    let rows = || {
+        codes
+            .iter()
+            .zip(coords.chunks_exact(dim))
+            .filter_map(|(&c, row)| valid(c).map(|c| (c, row)))
+    };
+    let mean = |sums: &[f32], n: usize| -> Vec<f32> {
+        sums.iter()
+            .map(|&s| (f64::from(s) / n as f64) as f32)
+            .collect()
+    };
+    let add_row = |sums: &mut [f32], c: usize, row: &[f32]| {
+        for (a, &v) in sums[c * dim..(c + 1) * dim].iter_mut().zip(row) {
+            *a += v;
+        }
+    };
+
+    // Pass 1: sizes and sums of every category.
+    let mut counts = vec![0usize; k];
+    let mut sums = vec![0.0f32; k * dim];
+    for (c, row) in rows() {
+        counts[c] += 1;
+        add_row(&mut sums, c, row);
+    }
+    let centers: Vec<Vec<f32>> = (0..k)
+        .map(|c| mean(&sums[c * dim..(c + 1) * dim], counts[c]))
+        .collect();
+    let trimmed = |c: usize| counts[c] > min_points;
+
+    // Pass 2: each cell's distance to its centre, also grouped by category for the quantile.
+    let mut offsets = vec![0usize; k + 1];
+    for c in 0..k {
+        offsets[c + 1] = offsets[c] + if trimmed(c) { counts[c] } else { 0 };
+    }
+    let mut grouped = vec![0.0f32; offsets[k]];
+    let mut cursor = offsets.clone();
+    let mut cell_dist = vec![f32::NAN; codes.len()];
+    for ((cell, &code), row) in codes.iter().enumerate().zip(coords.chunks_exact(dim)) {
+        if let Some(c) = valid(code).filter(|&c| trimmed(c)) {
+            let d = distance_f32(row, &centers[c]);
+            cell_dist[cell] = d;
+            grouped[cursor[c]] = d;
+            cursor[c] += 1;
         }
     }
-    Ok(out)
+    let thresholds: Vec<f32> = (0..k)
+        .map(|c| match trimmed(c) {
+            true => quantile_linear_select(&mut grouped[offsets[c]..offsets[c + 1]], quantile),
+            false => f32::NAN,
+        })
+        .collect();
+
+    // Pass 3: sums of the inliers (`dist <= threshold`) of the trimmed categories.
+    let mut kept = vec![0usize; k];
+    let mut kept_sums = vec![0.0f32; k * dim];
+    for ((&code, row), &d) in codes.iter().zip(coords.chunks_exact(dim)).zip(&cell_dist) {
+        if let Some(c) = valid(code)
+            && trimmed(c)
+            && d <= thresholds[c]
+        {
+            kept[c] += 1;
+            add_row(&mut kept_sums, c, row);
+        }
+    }
+
+    let mut out = Vec::new();
+    for (c, label) in categories.iter().enumerate() {
+        if counts[c] < min_points {
+            continue;
+        }
+        let (center, used) = if trimmed(c) && kept[c] >= min_points {
+            (mean(&kept_sums[c * dim..(c + 1) * dim], kept[c]), kept[c])
+        } else {
+            (centers[c].clone(), counts[c])
+        };
+        out.extend(finite_centroid(label.as_ref(), &center, used));
+    }
+    out
 }
 
 #[cfg(test)]
