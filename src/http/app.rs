@@ -991,10 +991,13 @@ fn timed_out(deadline: Duration) -> Response<Bytes> {
         deadline_ms = deadline.as_millis() as u64,
         "request deadline exceeded (slow or hung store)"
     );
-    let mut r = text(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "The data store did not answer in time; retry shortly",
-    );
+    retry_later("The data store did not answer in time; retry shortly")
+}
+
+/// 503 + `Retry-After: 1`, never stored by caches: the store failed or was too slow, and the
+/// next request may well succeed.
+fn retry_later(message: &str) -> Response<Bytes> {
+    let mut r = text(StatusCode::SERVICE_UNAVAILABLE, message);
     r.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     r.headers_mut()
@@ -1011,15 +1014,7 @@ fn error_response(error: &DatasetError) -> Response<Bytes> {
         }
         e if e.is_transient() => {
             tracing::warn!(target: "cellucid_edge::http", "transient store failure: {e}");
-            let mut r = text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The data store is temporarily unavailable; retry shortly",
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            r.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            r
+            retry_later("The data store is temporarily unavailable; retry shortly")
         }
         e => {
             tracing::error!(target: "cellucid_edge::http", "internal error: {e}");
