@@ -3,10 +3,12 @@
 use std::sync::Arc;
 
 use crate::anndata::AnnDataError;
-use crate::dataset::{Dataset, DatasetError, DatasetOptions};
-use crate::store::{ReadMetrics, StoreLocation};
+use crate::dataset::{Dataset, DatasetContext, DatasetError, DatasetOptions};
+use crate::memory::MemoryBudget;
+use crate::store::StoreLocation;
 
-/// The atlases a server answers for.
+/// The atlases a server answers for. Every atlas keeps its buffers in the one memory budget of
+/// the [`DatasetContext`] it was opened with.
 #[derive(Debug, Clone)]
 pub struct Catalog {
     datasets: Vec<Arc<Dataset>>,
@@ -54,13 +56,14 @@ impl Catalog {
     }
 
     /// Open `location` as one atlas, or — when it holds no store root — as a directory whose
-    /// children are atlases (each served under `/<id>/`).
+    /// children are atlases (each served under `/<id>/`). Every atlas shares `context` (its
+    /// read metrics and memory budget).
     pub async fn open(
         location: StoreLocation,
         options: &DatasetOptions,
-        metrics: Arc<ReadMetrics>,
+        context: &DatasetContext,
     ) -> Result<Self, CatalogError> {
-        match Dataset::open(location.clone(), options.clone(), metrics.clone()).await {
+        match Dataset::open(location.clone(), options.clone(), context).await {
             Ok(ds) => return Ok(Self::single(Arc::new(ds))),
             Err(DatasetError::AnnData(AnnDataError::Missing { key, .. })) if key == "zarr.json" => {
             }
@@ -105,7 +108,7 @@ impl Catalog {
                 .get_or_insert_with(|| name.strip_suffix(".h5ad").unwrap_or(&name).to_string());
             // Ids must be unique and URL-safe; the name stays as written.
             child_options.dataset_id = None;
-            match Dataset::open(child, child_options, metrics.clone()).await {
+            match Dataset::open(child, child_options, context).await {
                 Ok(ds) => {
                     if datasets.iter().any(|d| d.id() == ds.id()) {
                         failures.push(format!("{name}: duplicate dataset id `{}`", ds.id()));
@@ -139,6 +142,12 @@ impl Catalog {
     /// Whether atlases are served under `/<id>/` (more than a single root atlas).
     pub fn is_multi(&self) -> bool {
         self.multi
+    }
+
+    /// The memory budget the atlases' buffers count against (the HTTP layer keeps its
+    /// rendered artifacts in it too).
+    pub fn budget(&self) -> &MemoryBudget {
+        self.first().budget()
     }
 
     /// The atlases in listing order.

@@ -61,7 +61,8 @@ pub mod env {
     /// Secret for share links: when set, only `/s/<token>/…` paths signed with it are served
     /// (`cellucid-edge share`).
     pub const SHARE_SECRET: &str = "CELLUCID_SHARE_SECRET";
-    /// Bytes of rendered artifacts kept in memory per container.
+    /// The memory budget per container (bytes): every atlas's buffers and the rendered
+    /// artifacts count against it.
     pub const MEMORY_CACHE_BYTES: &str = "CELLUCID_MEMORY_CACHE_BYTES";
     /// `1` (default): open the atlas during init; `0`: on the first request.
     pub const OPEN_AT_INIT: &str = "CELLUCID_OPEN_AT_INIT";
@@ -103,7 +104,7 @@ pub struct LambdaConfig {
     pub presign_expires: std::time::Duration,
     /// Share-link secret (never logged): when set, every request needs a valid share token.
     pub share_secret: Option<String>,
-    /// Bytes of rendered artifacts kept in memory.
+    /// The memory budget (bytes) of every atlas's buffers and the rendered artifacts.
     pub memory_cache_bytes: u64,
     /// Open the atlas during init (`true`) or on the first request.
     pub open_at_init: bool,
@@ -145,7 +146,7 @@ impl Default for LambdaConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             presign_expires: DEFAULT_PRESIGN_EXPIRES,
             share_secret: None,
-            memory_cache_bytes: AppConfig::default().memory_cache_bytes,
+            memory_cache_bytes: crate::memory::DEFAULT_BUDGET_BYTES,
             open_at_init: true,
             dataset: DatasetOptions::default(),
             log: "info".into(),
@@ -341,14 +342,18 @@ pub async fn open_app(config: &LambdaConfig) -> Result<App, OpenError> {
         Some(url) => open_store_url(url)?,
         None => crate::demo::demo_location().await?,
     };
-    let catalog = Catalog::open(location, &config.dataset, metrics.clone()).await?;
+    // One memory budget for every atlas of the container and the rendered artifacts.
+    let context = crate::dataset::DatasetContext::new(
+        metrics.clone(),
+        crate::memory::MemoryBudget::new(config.memory_cache_bytes),
+    );
+    let catalog = Catalog::open(location, &config.dataset, &context).await?;
     let cache = match &config.cache_url {
         Some(url) => Some(ArtifactCache::new(&open_store_url(url)?, metrics)),
         None => None,
     };
     let app_config = AppConfig {
         cors: CorsPolicy::from_list(&config.allowed_origins),
-        memory_cache_bytes: config.memory_cache_bytes,
         cache,
         // Replaced per request by the Host the client used (see `identity_of`).
         identity: ServerIdentity {

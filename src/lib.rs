@@ -5,16 +5,21 @@
 //! [`model`] (the reference's rules as pure functions) → [`dataset`] (one opened atlas and its
 //! artifacts) → [`protocol`] (routes and documents) → [`http`] (transport-agnostic responses)
 //! → transports ([`serve`] locally; [`lambda`] for AWS Lambda).
+//!
+//! Across the layers: [`memory`] (one byte budget for everything a process retains) and
+//! [`compute`] (CPU-bound work off the async executor, interruptible by the request deadline).
 
 pub mod anndata;
 pub mod cache;
 pub mod catalog;
+pub mod compute;
 #[cfg(feature = "h5ad")]
 pub mod convert;
 pub mod dataset;
 pub mod demo;
 pub mod http;
 pub mod lambda;
+pub mod memory;
 pub mod model;
 pub mod protocol;
 pub mod serve;

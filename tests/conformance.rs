@@ -186,7 +186,7 @@ async fn source_store_is_never_written() {
 
     use cellucid_edge::cache::ArtifactCache;
     use cellucid_edge::catalog::Catalog;
-    use cellucid_edge::dataset::DatasetOptions;
+    use cellucid_edge::dataset::{DatasetContext, DatasetOptions};
     use cellucid_edge::http::AppConfig;
     use cellucid_edge::store::{ReadMetrics, ReadOnlyStore};
 
@@ -197,7 +197,7 @@ async fn source_store_is_never_written() {
         let catalog = Catalog::open(
             source,
             &DatasetOptions::default(),
-            Arc::new(ReadMetrics::default()),
+            &DatasetContext::default(),
         )
         .await
         .expect("open read-only");

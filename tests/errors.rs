@@ -5,11 +5,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use cellucid_edge::catalog::Catalog;
-use cellucid_edge::dataset::DatasetOptions;
-use cellucid_edge::store::{ReadMetrics, memory_store};
+use cellucid_edge::dataset::{DatasetContext, DatasetOptions};
+use cellucid_edge::store::memory_store;
 use common::{
     TestServer, copy_dir, files_below, fixture_store, golden_body, location, open_dataset,
     quote_route,
@@ -208,7 +207,7 @@ async fn corrupt_consolidated_metadata_is_reported() {
     let err = Catalog::open(
         location(url(&store)),
         &DatasetOptions::default(),
-        Arc::new(ReadMetrics::default()),
+        &DatasetContext::default(),
     )
     .await
     .expect_err("corrupt .zmetadata");
@@ -269,7 +268,7 @@ async fn store_without_umap_is_refused() {
         let err = Catalog::open(
             location(url(&store)),
             &DatasetOptions::default(),
-            Arc::new(ReadMetrics::default()),
+            &DatasetContext::default(),
         )
         .await
         .expect_err("no UMAP");
@@ -331,7 +330,7 @@ async fn empty_directory_is_not_a_catalogue() {
     let err = Catalog::open(
         location(url(dir.path())),
         &DatasetOptions::default(),
-        Arc::new(ReadMetrics::default()),
+        &DatasetContext::default(),
     )
     .await
     .expect_err("empty directory");
@@ -347,7 +346,7 @@ async fn empty_directory_is_not_a_catalogue() {
     let err = Catalog::open(
         location(url(dir.path())),
         &DatasetOptions::default(),
-        Arc::new(ReadMetrics::default()),
+        &DatasetContext::default(),
     )
     .await
     .expect_err("no stores");
@@ -361,7 +360,7 @@ async fn empty_directory_is_not_a_catalogue() {
     let catalog = Catalog::open(
         location(url(dir.path())),
         &DatasetOptions::default(),
-        Arc::new(ReadMetrics::default()),
+        &DatasetContext::default(),
     )
     .await
     .expect("one good store");
@@ -426,7 +425,7 @@ async fn in_memory_backend_serves_like_the_filesystem() {
     let err = Catalog::open(
         location("memory://errors-test-empty/nothing"),
         &DatasetOptions::default(),
-        Arc::new(ReadMetrics::default()),
+        &DatasetContext::default(),
     )
     .await
     .expect_err("empty memory store");

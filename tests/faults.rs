@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use cellucid_edge::cache::ArtifactCache;
 use cellucid_edge::catalog::Catalog;
-use cellucid_edge::dataset::DatasetOptions;
+use cellucid_edge::dataset::{DatasetContext, DatasetOptions};
 use cellucid_edge::http::AppConfig;
 use cellucid_edge::store::{Fault, FaultRule, FaultyStore, KeyMatch, ReadMetrics, StoreLocation};
 use common::{
@@ -45,13 +45,9 @@ fn faulty(url: &str) -> (StoreLocation, Arc<FaultyStore>) {
 
 async fn rig(config: AppConfig) -> Rig {
     let (loc, source) = faulty(fixture_store("pbmc68k", "v3").to_str().unwrap());
-    let catalog = Catalog::open(
-        loc,
-        &DatasetOptions::default(),
-        Arc::new(ReadMetrics::default()),
-    )
-    .await
-    .expect("open through FaultyStore without faults");
+    let catalog = Catalog::open(loc, &DatasetOptions::default(), &DatasetContext::default())
+        .await
+        .expect("open through FaultyStore without faults");
     Rig {
         server: TestServer::start_with(catalog, config).await,
         source,

@@ -5,11 +5,8 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use cellucid_edge::catalog::Catalog;
-use cellucid_edge::dataset::DatasetOptions;
-use cellucid_edge::store::ReadMetrics;
+use cellucid_edge::dataset::{DatasetContext, DatasetOptions};
 use common::{
     ORIGIN, Resp, TestServer, copy_dir, fixture_store, golden_body, gunzip, quote_route,
     raw_exchange,
@@ -667,7 +664,7 @@ async fn embedded_demo_atlas_is_served() {
     let catalog = Catalog::open(
         location,
         &DatasetOptions::default(),
-        Arc::new(ReadMetrics::default()),
+        &DatasetContext::default(),
     )
     .await
     .expect("demo catalogue");

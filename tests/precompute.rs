@@ -10,7 +10,7 @@ use std::sync::Arc;
 use cellucid_edge::cache::precompute::{PrecomputeOptions, precompute};
 use cellucid_edge::cache::{ArtifactCache, fingerprint};
 use cellucid_edge::catalog::Catalog;
-use cellucid_edge::dataset::DatasetOptions;
+use cellucid_edge::dataset::{DatasetContext, DatasetOptions};
 use cellucid_edge::http::AppConfig;
 use cellucid_edge::store::{ReadMetrics, open_store_url};
 use common::{TestServer, compare_body, fixture_store, golden_body, golden_meta, quote_route};
@@ -27,7 +27,7 @@ async fn open_edge(version: &str, scan_limit: u64, cache_dir: &Path) -> (Catalog
     let catalog = Catalog::open(
         common::location(store.to_str().unwrap()),
         &options,
-        Arc::new(ReadMetrics::default()),
+        &DatasetContext::default(),
     )
     .await
     .expect("open edge");

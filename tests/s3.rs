@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use cellucid_edge::cache::{ArtifactCache, PutOutcome};
 use cellucid_edge::catalog::Catalog;
-use cellucid_edge::dataset::DatasetOptions;
+use cellucid_edge::dataset::{DatasetContext, DatasetOptions};
 use cellucid_edge::http::AppConfig;
 use cellucid_edge::store::{ReadMetrics, open_store_url};
 use common::conformance::{assert_failures, check_server};
@@ -174,13 +174,9 @@ fn cache_at(url: &str) -> ArtifactCache {
 }
 
 async fn serve_s3(store_url: &str, cache_url: Option<&str>, options: DatasetOptions) -> TestServer {
-    let catalog = Catalog::open(
-        location(store_url),
-        &options,
-        Arc::new(ReadMetrics::default()),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("open {store_url}: {e}"));
+    let catalog = Catalog::open(location(store_url), &options, &DatasetContext::default())
+        .await
+        .unwrap_or_else(|e| panic!("open {store_url}: {e}"));
     let config = AppConfig {
         cache: cache_url.map(cache_at),
         ..AppConfig::default()

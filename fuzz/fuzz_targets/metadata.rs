@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use cellucid_edge::catalog::Catalog;
-use cellucid_edge::dataset::{Dataset, DatasetOptions};
+use cellucid_edge::dataset::{Dataset, DatasetContext, DatasetOptions};
 use cellucid_edge::http::{App, AppConfig};
 use cellucid_edge::store::{ReadMetrics, StoreLocation};
 use http::Request;
@@ -155,19 +155,13 @@ fuzz_target!(|data: &[u8]| {
         let Ok(dataset) = Dataset::open(
             location,
             DatasetOptions::default(),
-            Arc::new(ReadMetrics::default()),
+            &DatasetContext::with_budget_bytes(8 << 20),
         )
         .await
         else {
             return;
         };
-        let app = App::new(
-            Catalog::single(Arc::new(dataset)),
-            AppConfig {
-                memory_cache_bytes: 8 << 20,
-                ..AppConfig::default()
-            },
-        );
+        let app = App::new(Catalog::single(Arc::new(dataset)), AppConfig::default());
         for route in ROUTES {
             let request = Request::get(*route)
                 .header("accept-encoding", "gzip")

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use arbitrary::Arbitrary;
 use bytes::Bytes;
 use cellucid_edge::catalog::Catalog;
-use cellucid_edge::dataset::DatasetOptions;
+use cellucid_edge::dataset::{DatasetContext, DatasetOptions};
 use cellucid_edge::http::{App, AppConfig};
 use cellucid_edge::share::{self, ShareSecret};
 use cellucid_edge::store::ReadMetrics;
@@ -67,12 +67,11 @@ fn world() -> &'static World {
                 let catalog = Catalog::open(
                     location,
                     &DatasetOptions::default(),
-                    Arc::new(ReadMetrics::default()),
+                    &DatasetContext::with_budget_bytes(32 << 20),
                 )
                 .await
                 .expect("demo catalogue");
                 let config = AppConfig {
-                    memory_cache_bytes: 32 << 20,
                     share,
                     ..AppConfig::default()
                 };

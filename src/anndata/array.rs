@@ -13,6 +13,7 @@ use zarrs::array::data_type::{
 use zarrs::array::{Array, ArrayMetadata, ArraySubset};
 
 use super::AnnDataError;
+use crate::memory::TooLarge;
 use crate::store::ObjectStoreZarr;
 
 /// The element type of an array, as far as AnnData reading cares.
@@ -90,6 +91,63 @@ macro_rules! map_numbers {
     };
 }
 
+/// Why integer values could not be used as offsets or positions (see
+/// [`Numbers::to_indices_below`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexValuesError {
+    /// The values are not integers.
+    NotIntegers,
+    /// The value at `position` is negative or not below the bound.
+    OutOfRange {
+        /// Position of the first offending value.
+        position: usize,
+        /// Its value.
+        value: i128,
+    },
+    /// There is no memory for the converted values.
+    Allocation,
+}
+
+/// An unsigned integer type positions are converted to.
+pub trait IndexType: Copy + Send + 'static {
+    /// `v` as this type (`v` is below a bound that fits).
+    fn from_u64(v: u64) -> Self;
+    /// The largest bound (exclusive) this type can hold.
+    const LIMIT: u128;
+}
+
+impl IndexType for u32 {
+    fn from_u64(v: u64) -> Self {
+        v as u32
+    }
+    const LIMIT: u128 = 1 << 32;
+}
+
+impl IndexType for u64 {
+    fn from_u64(v: u64) -> Self {
+        v
+    }
+    const LIMIT: u128 = 1 << 64;
+}
+
+fn indices_below<T: Copy + Into<i128>, O: IndexType>(
+    values: &[T],
+    bound: u64,
+) -> Result<Vec<O>, IndexValuesError> {
+    let bound = u128::from(bound).min(O::LIMIT) as i128;
+    let mut out = Vec::new();
+    out.try_reserve_exact(values.len())
+        .map_err(|_| IndexValuesError::Allocation)?;
+    for (position, &v) in values.iter().enumerate() {
+        let value: i128 = v.into();
+        if value < 0 || value >= bound {
+            return Err(IndexValuesError::OutOfRange { position, value });
+        }
+        out.push(O::from_u64(value as u64));
+    }
+    Ok(out)
+}
+
 /// Lossy numeric conversion with NumPy `astype` semantics (round to nearest for floats).
 trait AsNumber: Copy {
     fn as_f32(self) -> f32;
@@ -157,6 +215,25 @@ impl Numbers {
         map_numbers!(self, v => v.iter().map(|x| x.as_i64()).collect())
     }
 
+    /// Integer values as positions of type `O`, each checked to lie in `0..bound` (and to fit
+    /// in `O`): the offsets and indices of a sparse matrix. Fails on the first value that does
+    /// not, on non-integer values, and when there is no memory for the result (never aborts).
+    pub fn to_indices_below<O: IndexType>(&self, bound: u64) -> Result<Vec<O>, IndexValuesError> {
+        match self {
+            Numbers::I8(v) => indices_below(v, bound),
+            Numbers::I16(v) => indices_below(v, bound),
+            Numbers::I32(v) => indices_below(v, bound),
+            Numbers::I64(v) => indices_below(v, bound),
+            Numbers::U8(v) => indices_below(v, bound),
+            Numbers::U16(v) => indices_below(v, bound),
+            Numbers::U32(v) => indices_below(v, bound),
+            Numbers::U64(v) => indices_below(v, bound),
+            Numbers::Bool(_) | Numbers::F16(_) | Numbers::F32(_) | Numbers::F64(_) => {
+                Err(IndexValuesError::NotIntegers)
+            }
+        }
+    }
+
     /// Whether the values are floats.
     pub fn is_float(&self) -> bool {
         matches!(self, Numbers::F16(_) | Numbers::F32(_) | Numbers::F64(_))
@@ -170,12 +247,21 @@ enum Backing {
     Hdf5(super::hdf5::H5Array),
 }
 
+/// Largest single read of an array opened outside a [`Dataset`](crate::dataset::Dataset)
+/// (whose reads are limited by its memory budget instead): 1 GiB.
+pub const DEFAULT_READ_LIMIT: u64 = 1 << 30;
+
 /// One opened array of the store (a Zarr array or an HDF5 dataset).
+///
+/// Every read is checked before anything is allocated: the values it asks for must fit in
+/// the array's read limit (see [`ZArray::with_read_limit`]), so a store declaring 10¹² rows
+/// gets a [`TooLarge`](crate::memory::TooLarge) error, never an allocation failure.
 pub struct ZArray {
     key: String,
     backing: Backing,
     shape: Vec<u64>,
     kind: ElementKind,
+    read_limit: u64,
 }
 
 impl std::fmt::Debug for ZArray {
@@ -184,6 +270,7 @@ impl std::fmt::Debug for ZArray {
             .field("key", &self.key)
             .field("shape", &self.shape)
             .field("kind", &self.kind)
+            .field("read_limit", &self.read_limit)
             .finish()
     }
 }
@@ -241,7 +328,46 @@ impl ZArray {
             shape: array.shape().to_vec(),
             backing: Backing::Zarr(Box::new(array)),
             kind,
+            read_limit: DEFAULT_READ_LIMIT,
         })
+    }
+
+    /// Limit every read of this array to `bytes` of values in memory.
+    pub fn with_read_limit(mut self, bytes: u64) -> Self {
+        self.read_limit = bytes;
+        self
+    }
+
+    /// Bytes one value takes once read (f16 is widened to f32; a string is at least its
+    /// `String` header).
+    pub fn value_size(&self) -> u64 {
+        match self.kind {
+            ElementKind::Bool => 1,
+            ElementKind::Float(2) => 4,
+            ElementKind::Int(w) | ElementKind::UInt(w) | ElementKind::Float(w) => u64::from(w),
+            ElementKind::String => std::mem::size_of::<String>() as u64,
+            ElementKind::Other => 8,
+        }
+    }
+
+    /// `Ok` when reading `ranges` fits in the read limit (checked arithmetic throughout).
+    fn check_read(&self, ranges: &[Range<u64>]) -> Result<(), AnnDataError> {
+        let values = ranges
+            .iter()
+            .try_fold(1u64, |n, r| n.checked_mul(r.end.saturating_sub(r.start)));
+        let bytes = values.and_then(|n| n.checked_mul(self.value_size()));
+        match bytes {
+            Some(b) if b <= self.read_limit => Ok(()),
+            _ => Err(AnnDataError::TooLarge(TooLarge::OverBudget {
+                what: format!(
+                    "reading {} values of `{}`",
+                    values.map_or_else(|| "more than 2^64".into(), |n| n.to_string()),
+                    self.key
+                ),
+                needed: bytes,
+                budget: self.read_limit,
+            })),
+        }
     }
 
     /// Wrap an HDF5 dataset.
@@ -252,6 +378,7 @@ impl ZArray {
             shape: array.shape().to_vec(),
             kind: array.kind(),
             backing: Backing::Hdf5(array),
+            read_limit: DEFAULT_READ_LIMIT,
         }
     }
 
@@ -290,10 +417,10 @@ impl ZArray {
         }
     }
 
-    fn read_error(&self, e: impl ToString) -> AnnDataError {
-        AnnDataError::Read {
+    fn read_error(&self, source: zarrs::array::ArrayError) -> AnnDataError {
+        AnnDataError::Chunks {
             key: self.key.clone(),
-            reason: e.to_string(),
+            source: Box::new(source),
         }
     }
 
@@ -327,6 +454,7 @@ impl ZArray {
         ranges: Vec<Range<u64>>,
         purpose: &str,
     ) -> Result<Numbers, AnnDataError> {
+        self.check_read(&ranges)?;
         #[allow(clippy::infallible_destructuring_match)] // one arm without the `h5ad` feature
         let array = match &self.backing {
             Backing::Zarr(array) => array,
@@ -423,6 +551,7 @@ impl ZArray {
         range: Option<Range<u64>>,
     ) -> Result<Vec<String>, AnnDataError> {
         let range = self.subset_1d(range)?;
+        self.check_read(std::slice::from_ref(&range))?;
         if self.kind != ElementKind::String {
             return Err(AnnDataError::Dtype {
                 key: self.key.clone(),

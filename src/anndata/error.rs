@@ -1,4 +1,11 @@
-//! Errors of the AnnData-Zarr reader, each naming the store key involved.
+//! Errors of the AnnData-Zarr reader, each naming the store key involved, with their
+//! [`ErrorClass`] decided on typed causes (zarrs and `object_store` variants).
+
+use zarrs::array::ArrayError;
+use zarrs::storage::StorageError;
+
+use crate::memory::TooLarge;
+use crate::store::{ErrorClass, classify_io, classify_object_store};
 
 /// What went wrong while reading an AnnData-Zarr store.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +54,7 @@ pub enum AnnDataError {
         /// Encoding type found.
         encoding: String,
     },
-    /// Reading or decoding chunks failed (truncated or corrupt chunk, codec error).
+    /// Reading failed in a backend that reports text only (HDF5: a corrupt or truncated file).
     #[error("cannot read `{key}`: {reason}")]
     Read {
         /// Store key.
@@ -55,6 +62,28 @@ pub enum AnnDataError {
         /// Underlying error text.
         reason: String,
     },
+    /// Reading or decoding the chunks of a Zarr array failed (the store failed, or a chunk is
+    /// truncated or corrupt).
+    #[error("cannot read `{key}`: {source}")]
+    Chunks {
+        /// Store key of the array.
+        key: String,
+        /// What zarrs reported (boxed: it is large).
+        #[source]
+        source: Box<ArrayError>,
+    },
+    /// A sparse matrix's arrays contradict each other or its shape (decreasing or
+    /// out-of-range `indptr`, out-of-range `indices`, lengths that do not match).
+    #[error("`{key}` is not a valid sparse matrix: {reason}")]
+    Structure {
+        /// Store key of the matrix (group) or of the offending array.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A declared size does not fit in this process (its memory budget, or the allocator).
+    #[error(transparent)]
+    TooLarge(#[from] TooLarge),
     /// A local file (an `.h5ad`) cannot be opened.
     #[error("cannot open `{path}` as an AnnData .h5ad file: {reason}")]
     File {
@@ -75,9 +104,58 @@ pub enum AnnDataError {
 }
 
 impl AnnDataError {
+    /// What this failure means for a client. A store object the metadata promised but the
+    /// store does not have is [`ErrorClass::BadStore`], not a 404 (the route exists).
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            AnnDataError::Storage { source, .. } => match classify_object_store(source) {
+                ErrorClass::NotFound => ErrorClass::BadStore,
+                class => class,
+            },
+            AnnDataError::Chunks { source, .. } => match classify_array_error(source.as_ref()) {
+                ErrorClass::NotFound => ErrorClass::BadStore,
+                class => class,
+            },
+            AnnDataError::TooLarge(_) => ErrorClass::TooLarge,
+            AnnDataError::Missing { .. }
+            | AnnDataError::Metadata { .. }
+            | AnnDataError::Shape { .. }
+            | AnnDataError::Dtype { .. }
+            | AnnDataError::Encoding { .. }
+            | AnnDataError::Read { .. }
+            | AnnDataError::File { .. }
+            | AnnDataError::Structure { .. } => ErrorClass::BadStore,
+        }
+    }
+
     /// Whether the failure is likely transient (the store failed, not the data).
     pub fn is_transient(&self) -> bool {
-        matches!(self, AnnDataError::Storage { .. })
-            || matches!(self, AnnDataError::Read { reason, .. } if reason.contains("storage") || reason.contains("Generic"))
+        self.class().is_transient()
+    }
+}
+
+/// The class of a zarrs read failure: store failures are classed by the `object_store` error
+/// they carry (see `ObjectStoreZarr`); every other failure — a chunk that does not decode, a
+/// chunk grid that does not match the chunks — means the store is damaged.
+fn classify_array_error(error: &ArrayError) -> ErrorClass {
+    use zarrs::array::CodecError;
+    match error {
+        ArrayError::StorageError(storage)
+        | ArrayError::CodecError(CodecError::StorageError(storage)) => {
+            classify_storage_error(storage)
+        }
+        ArrayError::CodecError(CodecError::IOError(io)) => match io.get_ref() {
+            Some(inner) if inner.is::<object_store::Error>() => classify_io(io),
+            // A decoder's own I/O error: the chunk bytes are bad.
+            _ => ErrorClass::BadStore,
+        },
+        _ => ErrorClass::BadStore,
+    }
+}
+
+fn classify_storage_error(error: &StorageError) -> ErrorClass {
+    match error {
+        StorageError::IOError(io) => classify_io(io),
+        _ => ErrorClass::BadStore,
     }
 }

@@ -9,6 +9,15 @@ use super::frame::{FrameMeta, encoding_type};
 use super::metadata::Node;
 use super::store::AnnDataStore;
 
+/// Which axis a sparse matrix compresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compressed {
+    /// `csr_matrix`: `indptr` has one entry per row (+1), `indices` are columns.
+    Rows,
+    /// `csc_matrix`: `indptr` has one entry per column (+1), `indices` are rows.
+    Columns,
+}
+
 /// A sparse matrix element (`csr_matrix` / `csc_matrix`).
 #[derive(Debug, Clone)]
 pub struct SparseMeta {
@@ -20,6 +29,26 @@ pub struct SparseMeta {
     pub nnz: u64,
     /// Element kind of `data`.
     pub data_kind: ElementKind,
+    /// The compressed axis.
+    pub compressed: Compressed,
+}
+
+impl SparseMeta {
+    /// Length of the compressed axis (`indptr` has one more entry).
+    pub fn major(&self) -> u64 {
+        match self.compressed {
+            Compressed::Rows => self.shape[0],
+            Compressed::Columns => self.shape[1],
+        }
+    }
+
+    /// Length of the other axis (every index is below it).
+    pub fn minor(&self) -> u64 {
+        match self.compressed {
+            Compressed::Rows => self.shape[1],
+            Compressed::Columns => self.shape[0],
+        }
+    }
 }
 
 /// How a matrix (X, obsp) is stored.
@@ -168,6 +197,15 @@ impl AnnDataStore {
                 let indptr = self
                     .array(&format!("{key}/indptr"), "sparse indptr")
                     .await?;
+                for array in [&indices, &indptr] {
+                    if !matches!(array.kind(), ElementKind::Int(_) | ElementKind::UInt(_)) {
+                        return Err(AnnDataError::Dtype {
+                            key: array.key().to_string(),
+                            dtype: array.dtype_name(),
+                            purpose: "sparse offsets and indices (integers)".into(),
+                        });
+                    }
+                }
                 let nnz = data.len_1d()?;
                 if indices.len_1d()? != nnz {
                     return Err(AnnDataError::Shape {
@@ -176,28 +214,33 @@ impl AnnDataStore {
                         found: indices.shape().to_vec(),
                     });
                 }
-                let major = if encoding == "csr_matrix" {
-                    shape[0]
-                } else {
-                    shape[1]
-                };
-                if indptr.len_1d()? != major + 1 {
-                    return Err(AnnDataError::Shape {
-                        key: format!("{key}/indptr"),
-                        expected: format!("{} entries", major + 1),
-                        found: indptr.shape().to_vec(),
-                    });
-                }
                 let meta = SparseMeta {
                     key: key.to_string(),
                     shape,
                     nnz,
                     data_kind: data.kind(),
+                    compressed: if encoding == "csr_matrix" {
+                        Compressed::Rows
+                    } else {
+                        Compressed::Columns
+                    },
                 };
-                Ok(if encoding == "csr_matrix" {
-                    MatrixMeta::Csr(meta)
-                } else {
-                    MatrixMeta::Csc(meta)
+                let expected = meta.major().checked_add(1);
+                if Some(indptr.len_1d()?) != expected {
+                    return Err(AnnDataError::Shape {
+                        key: format!("{key}/indptr"),
+                        expected: match expected {
+                            Some(n) => {
+                                format!("{n} entries (one per compressed row or column, +1)")
+                            }
+                            None => "more entries than can be counted".into(),
+                        },
+                        found: indptr.shape().to_vec(),
+                    });
+                }
+                Ok(match meta.compressed {
+                    Compressed::Rows => MatrixMeta::Csr(meta),
+                    Compressed::Columns => MatrixMeta::Csc(meta),
                 })
             }
         }
@@ -231,6 +274,15 @@ impl AnnDataStore {
                         }
                         other => other.shape().map(|s| s.to_vec()).unwrap_or_default(),
                     };
+                    // Kept for the reference's rules (which report e.g. an `X_umap` with the
+                    // wrong row count in `umap_resolution`), never read as data (reads check the
+                    // row count), and reported.
+                    if shape.first() != Some(&n_obs) {
+                        warnings.push(format!(
+                            "obsm `{name}` has shape {shape:?}: not one row per cell ({n_obs}), so it \
+                             is never served (not as an embedding, vector field or latent space)"
+                        ));
+                    }
                     obsm.push(ObsmEntry {
                         name,
                         key,
@@ -242,21 +294,20 @@ impl AnnDataStore {
             }
         }
         let connectivities = match self.matrix_meta("obsp/connectivities").await {
-            Ok(m) => m,
+            Ok(m) => match m.shape() {
+                Some([r, c]) if r != n_obs || c != n_obs => {
+                    warnings.push(format!(
+                        "obsp `connectivities` skipped: shape {r} x {c}, expected {n_obs} x {n_obs}"
+                    ));
+                    MatrixMeta::Absent
+                }
+                _ => m,
+            },
             Err(e) => {
                 warnings.push(format!("obsp `connectivities` skipped: {e}"));
                 MatrixMeta::Absent
             }
         };
-        if let Some([r, c]) = connectivities.shape()
-            && (r != n_obs || c != n_obs)
-        {
-            return Err(AnnDataError::Shape {
-                key: "obsp/connectivities".into(),
-                expected: format!("{n_obs} x {n_obs}"),
-                found: vec![r, c],
-            });
-        }
         let x = self.matrix_meta("X").await?;
         if let Some([r, c]) = x.shape()
             && (r != n_obs || c != n_vars)

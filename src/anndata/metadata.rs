@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use zarrs::array::{ArrayMetadata, ArrayMetadataV2, ArrayMetadataV3};
 
 use super::AnnDataError;
-use crate::store::ObjectStoreZarr;
+use crate::store::{ObjectStoreZarr, ObjectVersion};
 
 /// Zarr storage format of a store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,8 +97,8 @@ pub struct MetadataTree {
     /// Raw bytes of the consolidated document (the fingerprint source), if any.
     consolidated_bytes: Option<Bytes>,
     nodes: Mutex<HashMap<String, Option<Node>>>,
-    /// ETag (or modification time) of the root metadata document.
-    source_version: Option<String>,
+    /// Version (ETag, modification time, version id) of the root metadata document.
+    source_version: Option<ObjectVersion>,
     /// Consolidated entries not parsed yet.
     raw: Mutex<HashMap<String, RawNode>>,
     /// All paths known from consolidated metadata, in document order (for child listing).
@@ -309,9 +309,10 @@ impl MetadataTree {
         self.consolidated
     }
 
-    /// Version (ETag or modification time) of the root metadata document.
-    pub fn source_version(&self) -> Option<&str> {
-        self.source_version.as_deref()
+    /// Version (ETag, modification time, version id) of the root metadata document, from the
+    /// GET that read it.
+    pub fn source_version(&self) -> Option<&ObjectVersion> {
+        self.source_version.as_ref()
     }
 
     /// Bytes of the consolidated metadata document, when there is one.

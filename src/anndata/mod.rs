@@ -3,7 +3,9 @@
 //!
 //! Layers: the source's node tree ([`metadata`] for Zarr, consolidated or per node; `hdf5` for
 //! h5ad) → [`array`] (typed ranged reads of one array, either backing) → [`frame`] /
-//! [`layout`] / [`matrix`] (AnnData encodings, shared by both formats).
+//! [`layout`] / [`matrix`] / [`sparse`] (AnnData encodings, shared by both formats). Sizes read
+//! from metadata are checked in this shared layer, above both backends: every read must fit
+//! the store's read limit (a dataset's memory budget) before anything is allocated.
 
 pub mod array;
 mod error;
@@ -13,11 +15,12 @@ pub mod hdf5;
 pub mod layout;
 pub mod matrix;
 pub mod metadata;
+pub mod sparse;
 mod store;
 
-pub use array::{ElementKind, Numbers, ZArray};
+pub use array::{ElementKind, IndexType, IndexValuesError, Numbers, ZArray};
 pub use error::AnnDataError;
 pub use frame::{CategoryValues, ColumnData, ColumnEncoding, ColumnMeta, FrameMeta};
-pub use layout::{AnnDataLayout, MatrixMeta, ObsmEntry, SparseMeta};
+pub use layout::{AnnDataLayout, Compressed, MatrixMeta, ObsmEntry, SparseMeta};
 pub use metadata::{ArrayNode, MetadataTree, Node, ZarrFormat};
 pub use store::{AnnDataStore, SourceFormat};

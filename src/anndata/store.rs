@@ -55,6 +55,8 @@ enum Backend {
 pub struct AnnDataStore {
     location: StoreLocation,
     backend: Backend,
+    /// Largest read of one array, in bytes of values (see [`ZArray::with_read_limit`]).
+    read_limit: u64,
 }
 
 impl AnnDataStore {
@@ -76,6 +78,7 @@ impl AnnDataStore {
         Ok(AnnDataStore {
             location,
             backend: Backend::Zarr { storage, tree },
+            read_limit: super::array::DEFAULT_READ_LIMIT,
         })
     }
 
@@ -85,6 +88,7 @@ impl AnnDataStore {
         Ok(AnnDataStore {
             location,
             backend: Backend::H5ad(file),
+            read_limit: super::array::DEFAULT_READ_LIMIT,
         })
     }
 
@@ -95,6 +99,18 @@ impl AnnDataStore {
             reason: "this build reads AnnData-Zarr stores only (.h5ad needs the `h5ad` feature)"
                 .into(),
         })
+    }
+
+    /// Limit every array read to `bytes` of values in memory (a dataset passes its memory
+    /// budget): a read above it fails with [`AnnDataError::TooLarge`] before any allocation.
+    pub fn with_read_limit(mut self, bytes: u64) -> Self {
+        self.read_limit = bytes;
+        self
+    }
+
+    /// The largest read of one array, in bytes.
+    pub fn read_limit(&self) -> u64 {
+        self.read_limit
     }
 
     /// Where the source lives.
@@ -135,13 +151,16 @@ impl AnnDataStore {
         self.tree().is_none_or(MetadataTree::is_consolidated)
     }
 
-    /// Version of the source (ETag or modification time of the root metadata document; size
-    /// and modification time of an `.h5ad` file).
-    pub fn source_version(&self) -> Option<&str> {
+    /// Version of the source, as one line: the ETag, modification time and version id of the
+    /// root metadata document (read with it, no extra request); size and modification time of
+    /// an `.h5ad` file. Rewriting the store changes it (see [`ObjectVersion`] for the limits).
+    ///
+    /// [`ObjectVersion`]: crate::store::ObjectVersion
+    pub fn source_version(&self) -> Option<String> {
         match &self.backend {
-            Backend::Zarr { tree, .. } => tree.source_version(),
+            Backend::Zarr { tree, .. } => tree.source_version().map(|v| v.token()),
             #[cfg(feature = "h5ad")]
-            Backend::H5ad(file) => Some(file.version()),
+            Backend::H5ad(file) => Some(file.version().to_string()),
         }
     }
 
@@ -173,11 +192,11 @@ impl AnnDataStore {
     pub async fn array(&self, key: &str, expected: &str) -> Result<ZArray, AnnDataError> {
         match (self.node(key).await?, &self.backend) {
             (Some(Node::Array(ArrayNode::Zarr(meta))), Backend::Zarr { storage, .. }) => {
-                ZArray::new(storage.clone(), key, *meta)
+                Ok(ZArray::new(storage.clone(), key, *meta)?.with_read_limit(self.read_limit))
             }
             #[cfg(feature = "h5ad")]
             (Some(Node::Array(_)), Backend::H5ad(file)) => {
-                Ok(ZArray::from_hdf5(file.dataset(key)?))
+                Ok(ZArray::from_hdf5(file.dataset(key)?).with_read_limit(self.read_limit))
             }
             (Some(Node::Array(_)), _) => Err(AnnDataError::Metadata {
                 key: key.to_string(),

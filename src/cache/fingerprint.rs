@@ -4,9 +4,17 @@ use sha2::{Digest, Sha256};
 
 use crate::dataset::Dataset;
 
-/// Fingerprint of an opened atlas: a hash of the source store's metadata document (its bytes
-/// and, when the backend reports one, its ETag), the crate version, and every option that
-/// changes artifacts. A changed source gets a new fingerprint, never stale data.
+/// Fingerprint of an opened atlas: a hash of the source store's metadata document — its bytes
+/// and its version as read by the same GET (ETag, last-modified time, version id; see
+/// [`ObjectVersion`](crate::store::ObjectVersion)) — the crate version, and every option that
+/// changes artifacts.
+///
+/// The version is the data-change signal: `adata.write_zarr()` over the same store rewrites
+/// the metadata document, so even byte-identical metadata (S3 ETags are content hashes) gets a
+/// new modification time (and a new version id on a versioned bucket), hence a new fingerprint:
+/// artifacts cached for the old data are never served for the new. On S3 without versioning
+/// `Last-Modified` has a one-second resolution: two rewrites within the same second with
+/// identical metadata are indistinguishable (enable bucket versioning to close that gap).
 pub fn fingerprint(dataset: &Dataset) -> String {
     let mut hasher = Sha256::new();
     hasher.update(b"cellucid-edge\0");
@@ -18,8 +26,8 @@ pub fn fingerprint(dataset: &Dataset) -> String {
         None => hasher.update(b"unconsolidated"),
     }
     hasher.update(b"\0");
-    if let Some(etag) = store.source_version() {
-        hasher.update(etag.as_bytes());
+    if let Some(version) = store.source_version() {
+        hasher.update(version.as_bytes());
     }
     hasher.update(b"\0");
     let options = dataset.options();

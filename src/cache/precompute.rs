@@ -326,7 +326,7 @@ async fn build_gene_pack(
                 .map(|gene| {
                     let dataset = dataset.clone();
                     async move {
-                        let body = dataset.gene_values(gene).await.map_err(|source| {
+                        let body = dataset.read_gene(gene).await.map_err(|source| {
                             PrecomputeError::Compute {
                                 artifact: format!("var/{gene}.values.f32"),
                                 source,

@@ -1,12 +1,18 @@
 //! `cellucid-edge inspect`: what the viewer will see, and warnings.
+//!
+//! Everything a server would refuse or leave out is reported as a warning (columns skipped,
+//! obsm entries without one row per cell, fields with too many categories, buffers larger
+//! than the memory budget, a CSR or row-chunked X that needs `precompute`), and the report is
+//! printed anyway: a hostile store gets a clear report, never a crash.
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
 
-use cellucid_edge::anndata::{MatrixMeta, SourceFormat};
-use cellucid_edge::dataset::{Dataset, FieldKind};
+use cellucid_edge::anndata::{ColumnEncoding, SourceFormat};
+use cellucid_edge::dataset::{Dataset, DatasetContext, FieldKind};
+use cellucid_edge::memory::MemoryBudget;
 use cellucid_edge::model::embedding::count_non_finite;
 use cellucid_edge::model::safe_name::{collisions, duplicates, safe_name};
 use cellucid_edge::store::ReadMetrics;
@@ -21,6 +27,9 @@ pub struct InspectArgs {
     /// Print a JSON report instead of text.
     #[arg(long)]
     pub json: bool,
+    /// The memory budget (bytes) to check the atlas against, as `serve` would use it.
+    #[arg(long, default_value_t = 256 << 20, env = "CELLUCID_MEMORY_CACHE_BYTES")]
+    pub memory_cache_bytes: u64,
     #[command(flatten)]
     pub atlas: AtlasArgs,
 }
@@ -30,11 +39,12 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<()> {
     let location = super::open_location(args.store.as_deref()).await?;
     let shown = location.display.clone();
     let metrics = Arc::new(ReadMetrics::default());
-    let ds = Dataset::open(location, args.atlas.options(), metrics.clone())
+    let context = DatasetContext::new(metrics.clone(), MemoryBudget::new(args.memory_cache_bytes));
+    let ds = Dataset::open(location, args.atlas.options(), &context)
         .await
         .with_context(|| format!("opening {shown}"))?;
     let layout = ds.layout();
-    let mut warnings: Vec<String> = layout.warnings.clone();
+    let mut warnings: Vec<String> = Vec::new();
 
     let names: Vec<&str> = ds.obs_fields().iter().map(|f| f.name.as_str()).collect();
     for (safe, members) in collisions(&names) {
@@ -46,42 +56,67 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<()> {
             "obs fields {list:?} share the URL name `{safe}`: the viewer can only load the first"
         ));
     }
-    let genes = ds.genes().await?;
-    for (id, rows) in duplicates(genes.ids()).into_iter().take(10) {
-        warnings.push(format!(
-            "gene id `{id}` appears {} times: every copy serves the last one's values",
-            rows.len()
-        ));
-    }
-    let gene_collisions = collisions(genes.ids());
-    if !gene_collisions.is_empty() {
-        warnings.push(format!(
-            "{} gene URL names are shared by several genes (e.g. `{}`)",
-            gene_collisions.len(),
-            gene_collisions[0].0
-        ));
+    match ds.genes().await {
+        Ok(genes) => {
+            for (id, rows) in duplicates(genes.ids()).into_iter().take(10) {
+                warnings.push(format!(
+                    "gene id `{id}` appears {} times: every copy serves the last one's values",
+                    rows.len()
+                ));
+            }
+            let gene_collisions = collisions(genes.ids());
+            if !gene_collisions.is_empty() {
+                warnings.push(format!(
+                    "{} gene URL names are shared by several genes (e.g. `{}`)",
+                    gene_collisions.len(),
+                    gene_collisions[0].0
+                ));
+            }
+        }
+        Err(e) => warnings.push(format!("the gene ids cannot be served: {e}")),
     }
     for &dim in &ds.umap().available_dimensions {
         if let Some(key) = ds.umap().key_for(dim)
             && let Some(entry) = layout.obsm.iter().find(|e| e.name == key)
         {
-            let (raw, _) = ds.store().read_matrix_f32(&entry.matrix).await?;
-            let bad = count_non_finite(&raw);
-            if bad > 0 {
-                warnings.push(format!(
-                    "obsm `{key}` has {bad} non-finite values: points_{dim}d.bin will be refused"
-                ));
+            match ds
+                .store()
+                .read_matrix_f32(&entry.matrix, ds.n_cells())
+                .await
+            {
+                Ok((raw, _)) => {
+                    let bad = count_non_finite(&raw);
+                    if bad > 0 {
+                        warnings.push(format!(
+                            "obsm `{key}` has {bad} non-finite values: points_{dim}d.bin will be refused"
+                        ));
+                    }
+                }
+                Err(e) => warnings.push(format!("points_{dim}d.bin cannot be served: {e}")),
             }
         }
     }
-    if let MatrixMeta::Csr(meta) = &layout.x
-        && meta.nnz > ds.options().csr_scan_max_nnz
+    // Text fields become categories only once read: check they fit a uint16 code.
+    for (index, field) in ds.obs_fields().iter().enumerate() {
+        if field.kind == FieldKind::Category
+            && !matches!(field.column.encoding, ColumnEncoding::Categorical { .. })
+            && let Err(e) = ds.servable_categorical(index).await
+        {
+            warnings.push(format!("obs field `{}` cannot be served: {e}", field.name));
+        }
+    }
+    if let Some((nnz, layout_name)) = ds.gene_read_cost()
+        && nnz > ds.options().csr_scan_max_nnz
     {
         warnings.push(format!(
-            "X is CSR with {} stored values: genes need `cellucid-edge precompute` before serving",
-            meta.nnz
+            "X ({layout_name}) makes every gene read {nnz} stored values: genes need \
+             `cellucid-edge precompute` before serving"
         ));
     }
+    // The dataset's own warnings (layout, left-out fields) first.
+    let mut all_warnings = ds.warnings();
+    all_warnings.extend(warnings);
+    let warnings = all_warnings;
 
     let fields: Vec<serde_json::Value> = ds
         .obs_fields()

@@ -50,13 +50,14 @@ pub async fn run(args: PrecomputeArgs) -> anyhow::Result<()> {
     let location = cellucid_edge::store::open_store_url(&args.store)
         .with_context(|| format!("opening {}", args.store))?;
     let shown = location.display.clone();
-    let catalog = Catalog::open(
-        location,
-        &args.atlas.options(),
-        Arc::new(ReadMetrics::default()),
-    )
-    .await
-    .with_context(|| format!("opening {shown}"))?;
+    // The atlases' buffers (embeddings, latent, edges …) get their own budget, at least the
+    // serving default, next to the gene blocks' `--memory-mb`.
+    let context = cellucid_edge::dataset::DatasetContext::with_budget_bytes(
+        (args.memory_mb.max(1) << 20).max(cellucid_edge::memory::DEFAULT_BUDGET_BYTES),
+    );
+    let catalog = Catalog::open(location, &args.atlas.options(), &context)
+        .await
+        .with_context(|| format!("opening {shown}"))?;
     let cache = ArtifactCache::new(
         &open_cache_url(&args.cache).with_context(|| format!("opening cache {}", args.cache))?,
         Arc::new(ReadMetrics::default()),

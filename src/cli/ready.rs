@@ -1,13 +1,10 @@
 //! `cellucid-edge ready`: write a Cellucid-ready copy of an atlas (protocol-0.9.md §4), and the
 //! `serve --ready` wiring that serves such a copy under `/v0.9`.
 
-use std::sync::Arc;
-
 use anyhow::Context;
 use clap::Args;
 
 use cellucid_edge::http::App;
-use cellucid_edge::store::ReadMetrics;
 use cellucid_edge::v09::host::HostCheck;
 
 use super::AtlasArgs;
@@ -37,7 +34,7 @@ pub async fn run(args: ReadyArgs) -> anyhow::Result<()> {
     let dataset = cellucid_edge::dataset::Dataset::open(
         location,
         args.atlas.options(),
-        Arc::new(ReadMetrics::default()),
+        &cellucid_edge::dataset::DatasetContext::default(),
     )
     .await
     .with_context(|| format!("opening {}", args.store))?;

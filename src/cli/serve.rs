@@ -8,7 +8,9 @@ use clap::Args;
 
 use cellucid_edge::cache::ArtifactCache;
 use cellucid_edge::catalog::Catalog;
+use cellucid_edge::dataset::DatasetContext;
 use cellucid_edge::http::{App, AppConfig, CorsPolicy, ServerIdentity};
+use cellucid_edge::memory::MemoryBudget;
 use cellucid_edge::share::ShareSecret;
 use cellucid_edge::store::ReadMetrics;
 
@@ -29,8 +31,10 @@ pub struct ServeArgs {
     /// Allowed CORS origins (repeat or comma-separate): `*`, `default`, or exact origins.
     #[arg(long, value_delimiter = ',')]
     pub cors: Vec<String>,
-    /// Bytes of rendered artifacts kept in memory.
-    #[arg(long, default_value_t = 256 << 20)]
+    /// The memory budget (bytes): everything the server keeps in memory — every atlas's
+    /// buffers and the rendered artifacts — counts against it, least recently used evicted
+    /// first. Also the largest single buffer an atlas may need.
+    #[arg(long, default_value_t = 256 << 20, env = "CELLUCID_MEMORY_CACHE_BYTES")]
     pub memory_cache_bytes: u64,
     /// Cache prefix URL (a path, file://, s3://bucket/prefix): derived artifacts are read from
     /// and written back to it, and genes are served from the gene-major pack `precompute` builds.
@@ -73,8 +77,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let private = share.is_some();
     let location = super::open_location(args.store.as_deref()).await?;
     let shown = location.display.clone();
-    let metrics = Arc::new(ReadMetrics::default());
-    let catalog = Catalog::open(location, &args.atlas.options(), metrics)
+    let context = DatasetContext::new(
+        Arc::new(ReadMetrics::default()),
+        MemoryBudget::new(args.memory_cache_bytes),
+    );
+    let catalog = Catalog::open(location, &args.atlas.options(), &context)
         .await
         .with_context(|| format!("opening {shown}"))?;
     let listener = cellucid_edge::serve::bind(SocketAddr::new(args.host, args.port))
@@ -90,7 +97,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let config = AppConfig {
         cors: CorsPolicy::from_list(&args.cors),
-        memory_cache_bytes: args.memory_cache_bytes,
         cache,
         identity: ServerIdentity {
             host: args.host.to_string(),

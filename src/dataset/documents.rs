@@ -1,32 +1,25 @@
-//! The four JSON documents of the seed protocol, built once per opened atlas (the reference
-//! rebuilds them per request; their content is the same).
+//! The four JSON documents of the seed protocol, built once per opened atlas and kept in its
+//! memory budget (the reference rebuilds them per request; their content is the same).
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
-use tokio::sync::OnceCell;
 
 use super::fields::FieldKind;
-use super::{CategoricalField, Dataset, DatasetError};
+use super::{CategoricalField, Dataset, DatasetError, items};
+use crate::compute::offload;
 use crate::model::categories::CodesDtype;
 use crate::model::centroids::compute_centroids;
 use crate::model::continuous::finite_min_max;
 use crate::model::edges::IndexDtype;
 
-/// Memoised serialised documents.
-#[derive(Debug, Default)]
-pub(super) struct DocumentCache {
-    identity: OnceCell<Bytes>,
-    obs_manifest: OnceCell<Bytes>,
-    var_manifest: OnceCell<Bytes>,
-    connectivity_manifest: OnceCell<Option<Bytes>>,
-}
-
 /// An obs column read for the obs manifest.
 enum LoadedField {
     Continuous(Arc<Vec<f32>>),
     Category(Arc<CategoricalField>),
+    /// Left out of the manifests (more than 65,535 categories; see `Dataset::warnings`).
+    LeftOut,
 }
 
 fn to_bytes(value: &Value) -> Bytes {
@@ -36,13 +29,13 @@ fn to_bytes(value: &Value) -> Bytes {
 impl Dataset {
     /// `dataset_identity.json`.
     pub async fn identity(&self) -> Result<Bytes, DatasetError> {
-        self.documents
-            .identity
-            .get_or_try_init(|| async {
+        let bytes: Arc<Bytes> = self
+            .memory
+            .get_or_try_insert(items::IDENTITY, async {
                 Ok::<_, DatasetError>(to_bytes(&self.identity_value().await?))
             })
-            .await
-            .cloned()
+            .await?;
+        Ok(Bytes::clone(&bytes))
     }
 
     async fn identity_value(&self) -> Result<Value, DatasetError> {
@@ -55,19 +48,25 @@ impl Dataset {
             entry.insert("kind".into(), json!(field.kind.as_str()));
             match field.kind {
                 FieldKind::Category => {
-                    n_categorical += 1;
+                    // Fields with more categories than a code can address are left out (those
+                    // declared in metadata already at open).
                     let n = match &field.column.encoding {
                         crate::anndata::ColumnEncoding::Categorical { n_categories, .. } => {
                             *n_categories as usize
                         }
-                        _ => self.categorical(index).await?.labels.len(),
+                        _ => match self.servable_categorical(index).await? {
+                            Some(categorical) => categorical.labels.len(),
+                            None => continue,
+                        },
                     };
+                    n_categorical += 1;
                     entry.insert("n_categories".into(), json!(n));
                 }
                 FieldKind::Continuous => n_continuous += 1,
             }
             obs_fields.push(Value::Object(entry));
         }
+        let n_obs_fields = obs_fields.len();
         let has_connectivity = self.has_connectivity();
         let n_edges = if has_connectivity {
             // The reference reports null when edge extraction fails.
@@ -109,7 +108,7 @@ impl Dataset {
             "stats": {
                 "n_cells": self.n_cells(),
                 "n_genes": self.n_genes(),
-                "n_obs_fields": self.obs_fields.len(),
+                "n_obs_fields": n_obs_fields,
                 "n_categorical_fields": n_categorical,
                 "n_continuous_fields": n_continuous,
                 "has_connectivity": has_connectivity,
@@ -139,24 +138,27 @@ impl Dataset {
 
     /// `obs_manifest.json` (compact_v1).
     pub async fn obs_manifest(&self) -> Result<Bytes, DatasetError> {
-        self.documents
-            .obs_manifest
-            .get_or_try_init(|| async {
+        let bytes: Arc<Bytes> = self
+            .memory
+            .get_or_try_insert(items::OBS_MANIFEST, async {
                 Ok::<_, DatasetError>(to_bytes(&self.obs_manifest_value().await?))
             })
-            .await
-            .cloned()
+            .await?;
+        Ok(Bytes::clone(&bytes))
     }
 
     async fn obs_manifest_value(&self) -> Result<Value, DatasetError> {
         // Every column and embedding is read concurrently (on object storage the latencies
         // overlap), then the centroids of each (field, dimension) pair are computed in parallel
-        // on the blocking pool; the document is assembled in field order.
+        // off the executor; the document is assembled in field order.
         let loaded = futures::future::try_join_all(self.obs_fields.iter().enumerate().map(
             |(index, field)| async move {
                 Ok::<_, DatasetError>(match field.kind {
                     FieldKind::Continuous => LoadedField::Continuous(self.continuous(index).await?),
-                    FieldKind::Category => LoadedField::Category(self.categorical(index).await?),
+                    FieldKind::Category => match self.servable_categorical(index).await? {
+                        Some(categorical) => LoadedField::Category(categorical),
+                        None => LoadedField::LeftOut,
+                    },
                 })
             },
         ));
@@ -172,7 +174,7 @@ impl Dataset {
             for (&dim, embedding) in dims.iter().zip(&embeddings) {
                 let (cat, embedding, params) =
                     (cat.clone(), embedding.clone(), self.centroid_params);
-                centroid_tasks.push(tokio::task::spawn_blocking(move || {
+                centroid_tasks.push(offload(move || {
                     compute_centroids(
                         &embedding.values,
                         usize::from(dim),
@@ -184,8 +186,7 @@ impl Dataset {
             }
         }
         let mut centroids = futures::future::try_join_all(centroid_tasks)
-            .await
-            .map_err(|e| DatasetError::Unsupported(format!("centroid task failed: {e}")))?
+            .await?
             .into_iter();
 
         let mut continuous = Vec::new();
@@ -218,6 +219,7 @@ impl Dataset {
                         1.0
                     ]));
                 }
+                LoadedField::LeftOut => {}
             }
         }
         Ok(json!({
@@ -248,9 +250,9 @@ impl Dataset {
 
     /// `var_manifest.json` (compact_v1).
     pub async fn var_manifest(&self) -> Result<Bytes, DatasetError> {
-        self.documents
-            .var_manifest
-            .get_or_try_init(|| async {
+        let bytes: Arc<Bytes> = self
+            .memory
+            .get_or_try_insert(items::VAR_MANIFEST, async {
                 let genes = self.genes().await?;
                 let fields: Vec<Value> = genes.ids().iter().map(|g| json!([g])).collect();
                 Ok::<_, DatasetError>(to_bytes(&json!({
@@ -269,20 +271,23 @@ impl Dataset {
                     "fields": fields,
                 })))
             })
-            .await
-            .cloned()
+            .await?;
+        Ok(Bytes::clone(&bytes))
     }
 
     /// `connectivity_manifest.json`, or `None` when there is no graph (404).
     pub async fn connectivity_manifest(&self) -> Result<Option<Bytes>, DatasetError> {
-        self.documents
-            .connectivity_manifest
-            .get_or_try_init(|| async {
+        if !self.has_connectivity() {
+            return Ok(None);
+        }
+        let bytes: Arc<Bytes> = self
+            .memory
+            .get_or_try_insert(items::CONNECTIVITY_MANIFEST, async {
                 let Some(edges) = self.edges().await? else {
-                    return Ok::<_, DatasetError>(None);
+                    return Err(DatasetError::NotFound("No connectivity data".into()));
                 };
                 let dtype = IndexDtype::for_n_cells(self.n_cells());
-                Ok(Some(to_bytes(&json!({
+                Ok::<_, DatasetError>(to_bytes(&json!({
                     "format": "edge_pairs",
                     "n_cells": self.n_cells(),
                     "n_edges": edges.n_edges(),
@@ -292,9 +297,9 @@ impl Dataset {
                     "sourcesPath": "connectivity/edges.src.bin",
                     "destinationsPath": "connectivity/edges.dst.bin",
                     "compression": null,
-                }))))
+                })))
             })
-            .await
-            .cloned()
+            .await?;
+        Ok(Some(Bytes::clone(&bytes)))
     }
 }

@@ -1,22 +1,30 @@
-//! One opened atlas: its resolved metadata (cheap, at open) and its artifacts (computed on
-//! first use and memoised per process).
+//! One opened atlas: its resolved metadata (cheap, at open) and its artifacts, computed on
+//! first use.
+//!
+//! Every buffer an atlas retains — embeddings, the obs columns it read, the latent matrix, the
+//! edge list, the gene index, X's `indptr`, the JSON documents — lives in the process's
+//! [`MemoryBudget`] (one byte-weighted LRU for every atlas), so it can be evicted and is
+//! recomputed on demand; concurrent requests compute each buffer once. CPU-bound steps run off
+//! the async executor through [`crate::compute::offload`], so a request deadline interrupts
+//! them.
 
+mod context;
 mod documents;
 mod error;
 pub mod fields;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use tokio::sync::OnceCell;
 
-use crate::anndata::{AnnDataLayout, AnnDataStore, ColumnMeta, MatrixMeta};
-use crate::model::categories::{CodesBuffer, encode_codes};
+use crate::anndata::{AnnDataLayout, AnnDataStore, ColumnEncoding, ColumnMeta, MatrixMeta};
+use crate::compute::offload;
+use crate::memory::{BudgetScope, MemoryBudget, Weighed};
+use crate::model::categories::{CodesBuffer, MAX_CATEGORIES, encode_codes};
 use crate::model::centroids::CentroidParams;
 use crate::model::edges::{Edges, connectivity_edges_csr};
 use crate::model::embedding::{
-    EmbeddingNorm, count_non_finite, normalize_embedding, scale_vector_field,
+    EmbeddingNorm, count_non_finite, normalize_embedding_in_place, scale_vector_field_in_place,
 };
 use crate::model::latent::detect_latent_key;
 use crate::model::outliers::outlier_quantiles;
@@ -24,9 +32,10 @@ use crate::model::safe_name::{GeneIndex, first_matching_safe_name, safe_name};
 use crate::model::umap::{UmapResolution, resolve_umap};
 use crate::model::vectors::{VectorFields, detect_vector_fields};
 use crate::model::{ModelError, ObsmEntry};
-use crate::store::{ReadMetrics, StoreLocation};
+use crate::store::StoreLocation;
 
-pub use error::DatasetError;
+pub use context::DatasetContext;
+pub use error::{DatasetError, ErrorClass};
 pub use fields::FieldKind;
 
 /// Settings of the reference adapter that change artifacts (they enter the cache fingerprint).
@@ -46,7 +55,9 @@ pub struct DatasetOptions {
     pub dataset_id: Option<String>,
     /// Dataset name (defaults to the store's last path segment).
     pub dataset_name: Option<String>,
-    /// Largest CSR X (stored values) whose gene columns may be gathered by scanning X.
+    /// Most stored values of X one on-demand gene request may read: all of a CSR X (a column
+    /// is gathered by scanning every row), or `n_obs ×` the chunk width of a dense X chunked
+    /// by rows. Above it a gene needs the gene-major pack (`precompute`).
     pub csr_scan_max_nnz: u64,
 }
 
@@ -85,6 +96,17 @@ pub struct CategoricalField {
     pub codes: Vec<i32>,
 }
 
+impl Weighed for CategoricalField {
+    fn weight_bytes(&self) -> u64 {
+        let labels: usize = self
+            .labels
+            .iter()
+            .map(|l| l.capacity() + std::mem::size_of::<String>())
+            .sum();
+        (labels + self.codes.capacity() * 4) as u64
+    }
+}
+
 /// Normalised embedding of one dimension.
 #[derive(Debug)]
 pub struct Embedding {
@@ -94,10 +116,62 @@ pub struct Embedding {
     pub norm: EmbeddingNorm,
 }
 
-type Memo<T> = Arc<OnceCell<Arc<T>>>;
+impl Weighed for Embedding {
+    fn weight_bytes(&self) -> u64 {
+        self.values.weight_bytes() + (self.norm.center.len() * 4) as u64
+    }
+}
 
-/// Latent matrix (row-major values, columns).
-type Latent = (Vec<f32>, usize);
+/// The latent space: a row-major `n × k` matrix.
+#[derive(Debug)]
+struct Latent {
+    values: Vec<f32>,
+    k: usize,
+}
+
+impl Weighed for Latent {
+    fn weight_bytes(&self) -> u64 {
+        self.values.weight_bytes()
+    }
+}
+
+impl Weighed for Edges {
+    fn weight_bytes(&self) -> u64 {
+        self.offsets.weight_bytes() + self.dst.weight_bytes()
+    }
+}
+
+impl Weighed for GeneIndex {
+    fn weight_bytes(&self) -> u64 {
+        self.heap_bytes()
+    }
+}
+
+/// Names of the buffers an atlas keeps in its budget scope.
+mod items {
+    use crate::memory::ItemKey;
+
+    pub const GENES: ItemKey = ItemKey::Named("genes");
+    pub const LATENT: ItemKey = ItemKey::Named("latent");
+    pub const EDGES: ItemKey = ItemKey::Named("edges");
+    pub const X_INDPTR: ItemKey = ItemKey::Named("x/indptr");
+    pub const IDENTITY: ItemKey = ItemKey::Named("dataset_identity.json");
+    pub const OBS_MANIFEST: ItemKey = ItemKey::Named("obs_manifest.json");
+    pub const VAR_MANIFEST: ItemKey = ItemKey::Named("var_manifest.json");
+    pub const CONNECTIVITY_MANIFEST: ItemKey = ItemKey::Named("connectivity_manifest.json");
+
+    pub fn embedding(dim: u8) -> ItemKey {
+        ItemKey::Indexed("embedding", u64::from(dim))
+    }
+
+    pub fn categorical(field: usize) -> ItemKey {
+        ItemKey::Indexed("categorical", field as u64)
+    }
+
+    pub fn continuous(field: usize) -> ItemKey {
+        ItemKey::Indexed("continuous", field as u64)
+    }
+}
 
 /// An opened atlas.
 #[derive(Debug)]
@@ -114,32 +188,27 @@ pub struct Dataset {
     latent_key: Option<String>,
     obs_fields: Vec<ObsField>,
     obs_field_names: Vec<String>,
-    genes: OnceCell<Arc<GeneIndex>>,
-    embeddings: [OnceCell<Arc<Embedding>>; 3],
-    categorical: Mutex<HashMap<usize, Memo<CategoricalField>>>,
-    continuous: Mutex<HashMap<usize, Memo<Vec<f32>>>>,
-    latent: OnceCell<Option<Arc<Latent>>>,
-    edges: OnceCell<Option<Arc<Edges>>>,
-    documents: documents::DocumentCache,
-    /// Bounds concurrent full scans of a CSR X (a gene without the gene-major pack): each
-    /// holds a stream of X's chunks, so unbounded concurrency would make memory grow with
-    /// the number of clients instead of staying flat.
+    /// This atlas's buffers, in the process-wide budget.
+    memory: BudgetScope,
+    /// What is left out or suspicious: the layout's warnings, then what was found later.
+    warnings: Mutex<Vec<String>>,
+    /// Bounds concurrent on-demand gene reads that scan X (a CSR X, or a dense X chunked by
+    /// rows): each holds a stream of X's chunks, so unbounded concurrency would make memory
+    /// grow with the number of clients instead of staying flat.
     csr_scans: tokio::sync::Semaphore,
 }
 
-fn memo<T>(map: &Mutex<HashMap<usize, Memo<T>>>, key: usize) -> Memo<T> {
-    let mut guard = map.lock().unwrap_or_else(|p| p.into_inner());
-    guard.entry(key).or_default().clone()
-}
-
 impl Dataset {
-    /// Open the atlas at `location`: one metadata read when consolidated, then pure logic.
+    /// Open the atlas at `location`: one metadata read when consolidated, then pure logic. Its
+    /// buffers will live in `context`'s budget, which also caps any single read.
     pub async fn open(
         location: StoreLocation,
         options: DatasetOptions,
-        metrics: Arc<ReadMetrics>,
+        context: &DatasetContext,
     ) -> Result<Self, DatasetError> {
-        let store = AnnDataStore::open(location, metrics).await?;
+        let store = AnnDataStore::open(location, context.metrics.clone())
+            .await?
+            .with_read_limit(context.budget.capacity());
         let layout = store.layout().await?;
         let entries: Vec<ObsmEntry> = layout
             .obsm
@@ -156,10 +225,20 @@ impl Dataset {
         let umap = resolve_umap(layout.n_obs, &entries)?;
         let vectors = detect_vector_fields(layout.n_obs, &entries, &umap.available_dimensions);
         let latent_key = detect_latent_key(options.latent_key.as_deref(), &entries);
+        let mut warnings = layout.warnings.clone();
         let obs_fields: Vec<ObsField> = layout
             .obs
             .columns
             .iter()
+            .filter(|c| match c.encoding {
+                ColumnEncoding::Categorical { n_categories, .. }
+                    if n_categories > MAX_CATEGORIES as u64 =>
+                {
+                    warnings.push(too_many_categories(&c.name, n_categories));
+                    false
+                }
+                _ => true,
+            })
             .map(|c| ObsField {
                 name: c.name.clone(),
                 kind: FieldKind::of(&c.encoding),
@@ -175,6 +254,9 @@ impl Dataset {
             .dataset_id
             .clone()
             .unwrap_or_else(|| safe_name(&name));
+        for warning in &warnings {
+            tracing::warn!(target: "cellucid_edge::dataset", dataset = %id, "{warning}");
+        }
         let created_at = time::OffsetDateTime::now_utc()
             .format(&time::macros::format_description!(
                 "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
@@ -197,13 +279,8 @@ impl Dataset {
             latent_key,
             obs_fields,
             obs_field_names,
-            genes: OnceCell::new(),
-            embeddings: Default::default(),
-            categorical: Mutex::new(HashMap::new()),
-            continuous: Mutex::new(HashMap::new()),
-            latent: OnceCell::new(),
-            edges: OnceCell::new(),
-            documents: Default::default(),
+            memory: context.budget.scope(),
+            warnings: Mutex::new(warnings),
             csr_scans: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
@@ -240,6 +317,29 @@ impl Dataset {
         &self.store
     }
 
+    /// The memory budget this atlas's buffers count against.
+    pub fn budget(&self) -> &MemoryBudget {
+        self.memory.budget()
+    }
+
+    /// What is left out or suspicious: the layout's warnings (skipped columns, obsm entries
+    /// without one row per cell, fields with too many categories …), then anything found while
+    /// serving (e.g. a text field with more than 65,535 distinct values). Each is also logged.
+    pub fn warnings(&self) -> Vec<String> {
+        self.warnings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn warn_once(&self, warning: String) {
+        let mut warnings = self.warnings.lock().unwrap_or_else(|p| p.into_inner());
+        if !warnings.contains(&warning) {
+            tracing::warn!(target: "cellucid_edge::dataset", dataset = %self.id, "{warning}");
+            warnings.push(warning);
+        }
+    }
+
     /// The source format as the reference reports it: `"zarr"` or `"h5ad"`.
     pub fn source_format(&self) -> &'static str {
         match self.store.format() {
@@ -273,7 +373,8 @@ impl Dataset {
         self.latent_key.as_deref()
     }
 
-    /// Obs fields in column order.
+    /// Obs fields in column order (fields with more than 65,535 declared categories are left
+    /// out, see [`warnings`](Self::warnings)).
     pub fn obs_fields(&self) -> &[ObsField] {
         &self.obs_fields
     }
@@ -290,8 +391,9 @@ impl Dataset {
 
     /// Gene ids in var order, with the reference's reverse lookup.
     pub async fn genes(&self) -> Result<Arc<GeneIndex>, DatasetError> {
-        self.genes
-            .get_or_try_init(|| async {
+        Ok(self
+            .memory
+            .get_or_try_insert(items::GENES, async {
                 let ids = if self.options.gene_id_column == "index" {
                     self.store.read_index(&self.layout.var).await?
                 } else {
@@ -307,12 +409,20 @@ impl Dataset {
                                 self.options.gene_id_column
                             ))
                         })?;
-                    fields::string_values(&self.store.read_column(column).await?)
+                    let data = self.store.read_column(column).await?;
+                    offload(move || fields::string_values(&data)).await?
                 };
-                Ok::<_, DatasetError>(Arc::new(GeneIndex::new(&ids)))
+                Ok::<_, DatasetError>(offload(move || GeneIndex::new(&ids)).await?)
             })
-            .await
-            .cloned()
+            .await?)
+    }
+
+    fn obsm_entry(&self, key: &str) -> Result<&crate::anndata::ObsmEntry, DatasetError> {
+        self.layout
+            .obsm
+            .iter()
+            .find(|e| e.name == key)
+            .ok_or_else(|| DatasetError::NotFound(format!("obsm `{key}` not found")))
     }
 
     /// Normalised embedding for `dim`.
@@ -322,59 +432,77 @@ impl Dataset {
             .key_for(dim)
             .ok_or_else(|| DatasetError::NotFound("Points data not available".into()))?
             .to_string();
-        let slot = &self.embeddings[usize::from(dim.clamp(1, 3)) - 1];
-        slot.get_or_try_init(|| async {
-            let entry = self
-                .layout
-                .obsm
-                .iter()
-                .find(|e| e.name == key)
-                .ok_or_else(|| DatasetError::NotFound(format!("obsm `{key}` not found")))?;
-            let (raw, d) = self.store.read_matrix_f32(&entry.matrix).await?;
-            if d != usize::from(dim) {
-                return Err(DatasetError::NotFound(format!(
-                    "obsm `{key}` has {d} columns, expected {dim}"
-                )));
-            }
-            let non_finite = count_non_finite(&raw);
-            if non_finite > 0 {
-                return Err(ModelError::NonFiniteEmbedding { count: non_finite }.into());
-            }
-            let (values, norm) = normalize_embedding(
-                &raw,
-                self.layout.n_obs as usize,
-                usize::from(dim),
-                self.options.normalize_embeddings,
-            )?;
-            Ok(Arc::new(Embedding { values, norm }))
-        })
-        .await
-        .cloned()
+        Ok(self
+            .memory
+            .get_or_try_insert(items::embedding(dim), async {
+                let entry = self.obsm_entry(&key)?;
+                let (mut values, d) = self
+                    .store
+                    .read_matrix_f32(&entry.matrix, self.layout.n_obs)
+                    .await?;
+                if d != usize::from(dim) {
+                    return Err(DatasetError::NotFound(format!(
+                        "obsm `{key}` has {d} columns, expected {dim}"
+                    )));
+                }
+                let (n, normalize) = (
+                    self.layout.n_obs as usize,
+                    self.options.normalize_embeddings,
+                );
+                offload(move || {
+                    let non_finite = count_non_finite(&values);
+                    if non_finite > 0 {
+                        return Err(ModelError::NonFiniteEmbedding { count: non_finite });
+                    }
+                    let norm =
+                        normalize_embedding_in_place(&mut values, n, usize::from(dim), normalize)?;
+                    Ok(Embedding { values, norm })
+                })
+                .await?
+                .map_err(DatasetError::from)
+            })
+            .await?)
     }
 
     /// Categorical view (`astype("category")`) of obs field `index`.
     pub async fn categorical(&self, index: usize) -> Result<Arc<CategoricalField>, DatasetError> {
         let field = self.field(index)?;
-        memo(&self.categorical, index)
-            .get_or_try_init(|| async {
+        Ok(self
+            .memory
+            .get_or_try_insert(items::categorical(index), async {
                 let data = self.store.read_column(&field.column).await?;
-                let (labels, codes) = fields::categorical_view(&data);
-                Ok::<_, DatasetError>(Arc::new(CategoricalField { labels, codes }))
+                let (labels, codes) = offload(move || fields::categorical_view(&data)).await?;
+                Ok::<_, DatasetError>(CategoricalField { labels, codes })
             })
-            .await
-            .cloned()
+            .await?)
+    }
+
+    /// The categorical view of obs field `index` when the viewer can be sent it: `None` (with a
+    /// warning, logged once) for a field with more than 65,535 distinct values, which is left
+    /// out of the manifests.
+    pub async fn servable_categorical(
+        &self,
+        index: usize,
+    ) -> Result<Option<Arc<CategoricalField>>, DatasetError> {
+        let categorical = self.categorical(index).await?;
+        if categorical.labels.len() > MAX_CATEGORIES {
+            let name = &self.field(index)?.name;
+            self.warn_once(too_many_categories(name, categorical.labels.len() as u64));
+            return Ok(None);
+        }
+        Ok(Some(categorical))
     }
 
     /// Numeric view (`to_numeric(..., errors="coerce")` as f32) of obs field `index`.
     pub async fn continuous(&self, index: usize) -> Result<Arc<Vec<f32>>, DatasetError> {
         let field = self.field(index)?;
-        memo(&self.continuous, index)
-            .get_or_try_init(|| async {
+        Ok(self
+            .memory
+            .get_or_try_insert(items::continuous(index), async {
                 let data = self.store.read_column(&field.column).await?;
-                Ok::<_, DatasetError>(Arc::new(fields::numeric_values(&data)))
+                Ok::<_, DatasetError>(offload(move || fields::numeric_values(&data)).await?)
             })
-            .await
-            .cloned()
+            .await?)
     }
 
     fn field(&self, index: usize) -> Result<&ObsField, DatasetError> {
@@ -384,42 +512,61 @@ impl Dataset {
     }
 
     async fn latent(&self) -> Result<Option<Arc<Latent>>, DatasetError> {
-        self.latent
-            .get_or_try_init(|| async {
-                let Some(key) = &self.latent_key else {
-                    return Ok(None);
-                };
-                let Some(entry) = self.layout.obsm.iter().find(|e| &e.name == key) else {
-                    return Ok(None);
-                };
-                let (values, k) = self.store.read_matrix_f32(&entry.matrix).await?;
-                Ok::<_, DatasetError>(Some(Arc::new((values, k))))
-            })
-            .await
-            .cloned()
+        let Some(key) = &self.latent_key else {
+            return Ok(None);
+        };
+        let Some(entry) = self.layout.obsm.iter().find(|e| &e.name == key) else {
+            return Ok(None);
+        };
+        Ok(Some(
+            self.memory
+                .get_or_try_insert(items::LATENT, async {
+                    let (values, k) = self
+                        .store
+                        .read_matrix_f32(&entry.matrix, self.layout.n_obs)
+                        .await?;
+                    Ok::<_, DatasetError>(Latent { values, k })
+                })
+                .await?,
+        ))
     }
 
     /// Connectivity edges (None when the store has no graph).
     pub async fn edges(&self) -> Result<Option<Arc<Edges>>, DatasetError> {
-        self.edges
-            .get_or_try_init(|| async {
-                let meta = match &self.layout.connectivities {
-                    MatrixMeta::Absent => return Ok(None),
-                    MatrixMeta::Csr(meta) => (meta, false),
-                    MatrixMeta::Csc(meta) => (meta, true),
-                    MatrixMeta::Dense { .. } => {
-                        return Err(DatasetError::Unsupported(
-                            "obsp['connectivities'] is dense; expected a sparse matrix".into(),
-                        ));
-                    }
-                };
-                let arrays = self.store.read_sparse(meta.0).await?;
-                let n = self.layout.n_obs as usize;
-                let edges = edges_from_arrays(n, &arrays, meta.1)?;
-                Ok::<_, DatasetError>(Some(Arc::new(edges)))
+        let (meta, csc) = match &self.layout.connectivities {
+            MatrixMeta::Absent => return Ok(None),
+            MatrixMeta::Csr(meta) => (meta, false),
+            MatrixMeta::Csc(meta) => (meta, true),
+            MatrixMeta::Dense { .. } => {
+                return Err(DatasetError::Unsupported(
+                    "obsp['connectivities'] is dense; expected a sparse matrix".into(),
+                ));
+            }
+        };
+        Ok(Some(
+            self.memory
+                .get_or_try_insert(items::EDGES, async {
+                    let arrays = self.store.read_sparse(meta).await?;
+                    let n = self.layout.n_obs as usize;
+                    Ok::<_, DatasetError>(
+                        offload(move || edges_from_arrays(n, &arrays, csc)).await??,
+                    )
+                })
+                .await?,
+        ))
+    }
+
+    /// X's validated `indptr` (CSR X), read once and kept in the budget.
+    async fn x_indptr(
+        &self,
+        meta: &crate::anndata::SparseMeta,
+    ) -> Result<Arc<Vec<u64>>, DatasetError> {
+        Ok(self
+            .memory
+            .get_or_try_insert(items::X_INDPTR, async {
+                Ok::<_, DatasetError>(self.store.read_csr_indptr(meta).await?)
             })
-            .await
-            .cloned()
+            .await?)
     }
 
     /// `points_<dim>d.bin`.
@@ -428,59 +575,123 @@ impl Dataset {
             return Err(DatasetError::NotFound("Points data not available".into()));
         }
         let embedding = self.embedding(dim).await?;
-        Ok(f32_bytes(&embedding.values))
+        Ok(offload(move || f32_bytes(&embedding.values)).await?)
     }
 
     /// `obs/<field>.values.f32`.
     pub async fn obs_values(&self, index: usize) -> Result<Bytes, DatasetError> {
-        Ok(f32_bytes(&self.continuous(index).await?))
+        let values = self.continuous(index).await?;
+        Ok(offload(move || f32_bytes(&values)).await?)
+    }
+
+    /// The categorical view of field `index`, or `NotFound` when it has too many categories.
+    async fn served_categorical(
+        &self,
+        index: usize,
+    ) -> Result<Arc<CategoricalField>, DatasetError> {
+        self.servable_categorical(index).await?.ok_or_else(|| {
+            DatasetError::NotFound(format!(
+                "Obs field '{}' is not served: more than {MAX_CATEGORIES} categories",
+                self.obs_fields.get(index).map_or("", |f| f.name.as_str())
+            ))
+        })
     }
 
     /// `obs/<field>.codes.u8|u16`.
     pub async fn obs_codes(&self, index: usize) -> Result<Bytes, DatasetError> {
-        let cat = self.categorical(index).await?;
-        let CodesBuffer { bytes, .. } = encode_codes(&cat.codes, cat.labels.len())?;
+        let cat = self.served_categorical(index).await?;
+        let CodesBuffer { bytes, .. } =
+            offload(move || encode_codes(&cat.codes, cat.labels.len())).await??;
         Ok(Bytes::from(bytes))
     }
 
     /// `obs/<field>.outliers.f32`.
     pub async fn obs_outliers(&self, index: usize) -> Result<Bytes, DatasetError> {
-        let cat = self.categorical(index).await?;
+        let cat = self.served_categorical(index).await?;
         let latent = self.latent().await?;
-        let values = outlier_quantiles(
-            latent.as_deref().map(|(v, k)| (v.as_slice(), *k)),
-            &cat.codes,
-            cat.labels.len(),
-            self.centroid_params.min_points,
-        )?;
-        Ok(f32_bytes(&values))
+        let min_points = self.centroid_params.min_points;
+        let values = offload(move || {
+            outlier_quantiles(
+                latent.as_deref().map(|l| (l.values.as_slice(), l.k)),
+                &cat.codes,
+                cat.labels.len(),
+                min_points,
+            )
+            .map(|values| f32_bytes(&values))
+        })
+        .await??;
+        Ok(values)
     }
 
-    /// `var/<gene>.values.f32` for gene index `gene`.
+    /// Stored values of X one on-demand gene read decodes, with X's layout, when that is more
+    /// than the gene's own column: all of a CSR X, or every row of the chunks holding the
+    /// column of a dense X chunked by rows. `None` when a gene is one bounded read (CSC X,
+    /// a dense X chunked one column wide, no X).
+    pub fn gene_read_cost(&self) -> Option<(u64, String)> {
+        match &self.layout.x {
+            MatrixMeta::Csr(meta) => Some((meta.nnz, "CSR layout".into())),
+            MatrixMeta::Dense {
+                shape: [rows, cols],
+                chunks,
+                ..
+            } => {
+                let width = chunks
+                    .get(1)
+                    .copied()
+                    .unwrap_or(*cols)
+                    .clamp(1, (*cols).max(1));
+                (width > 1).then(|| {
+                    (
+                        rows.saturating_mul(width),
+                        format!("dense, chunks of {width} columns"),
+                    )
+                })
+            }
+            MatrixMeta::Csc(_) | MatrixMeta::Absent => None,
+        }
+    }
+
+    /// `var/<gene>.values.f32` for gene index `gene`, on demand: refused with
+    /// [`DatasetError::NeedsPrecompute`] when it would read more of X than
+    /// [`DatasetOptions::csr_scan_max_nnz`] (see [`gene_read_cost`](Self::gene_read_cost)).
     pub async fn gene_values(&self, gene: usize) -> Result<Bytes, DatasetError> {
-        if let MatrixMeta::Csr(meta) = &self.layout.x
-            && meta.nnz > self.options.csr_scan_max_nnz
+        let cost = self.gene_read_cost();
+        if let Some((nnz, layout)) = &cost
+            && *nnz > self.options.csr_scan_max_nnz
         {
             let genes = self.genes().await?;
             return Err(DatasetError::NeedsPrecompute {
                 gene: genes.ids().get(gene).cloned().unwrap_or_default(),
-                nnz: meta.nnz,
+                nnz: *nnz,
                 limit: self.options.csr_scan_max_nnz,
+                layout: layout.clone(),
             });
         }
-        // Only CSR needs a scan of X; CSC and dense X read one column's chunks.
         let _scan =
-            match &self.layout.x {
-                MatrixMeta::Csr(_) => Some(self.csr_scans.acquire().await.map_err(|_| {
+            match cost {
+                Some(_) => Some(self.csr_scans.acquire().await.map_err(|_| {
                     DatasetError::Unsupported("the dataset is shutting down".into())
                 })?),
-                _ => None,
+                None => None,
             };
-        let column = self
-            .store
-            .read_gene_column(&self.layout.x, self.layout.n_obs, gene as u64)
-            .await?;
-        Ok(f32_bytes(&column))
+        self.read_gene(gene).await
+    }
+
+    /// Gene `gene`'s values (the body of `var/<gene>.values.f32`) without the on-demand cost
+    /// guard of [`gene_values`](Self::gene_values): for `precompute`, which reads every gene
+    /// once. A CSR X is scanned with its `indptr` read once per process.
+    pub async fn read_gene(&self, gene: usize) -> Result<Bytes, DatasetError> {
+        let (n_obs, gene) = (self.layout.n_obs, gene as u64);
+        let column = match &self.layout.x {
+            MatrixMeta::Csr(meta) => {
+                let indptr = self.x_indptr(meta).await?;
+                self.store
+                    .scan_csr_column(meta, n_obs, gene, &indptr)
+                    .await?
+            }
+            x => self.store.read_gene_column(x, n_obs, gene).await?,
+        };
+        Ok(offload(move || f32_bytes(&column)).await?)
     }
 
     /// `connectivity/edges.src.bin` (`source = true`) or `edges.dst.bin`.
@@ -489,11 +700,14 @@ impl Dataset {
             .edges()
             .await?
             .ok_or_else(|| DatasetError::NotFound("Connectivity data not available".into()))?;
-        Ok(Bytes::from(if source {
-            edges.src_bytes()
-        } else {
-            edges.dst_bytes()
-        }))
+        Ok(offload(move || {
+            Bytes::from(if source {
+                edges.src_bytes()
+            } else {
+                edges.dst_bytes()
+            })
+        })
+        .await?)
     }
 
     /// `vectors/<field>_<dim>d.bin`.
@@ -509,22 +723,29 @@ impl Dataset {
             })?
             .to_string();
         let embedding = self.embedding(dim).await?;
-        let entry = self
-            .layout
-            .obsm
-            .iter()
-            .find(|e| e.name == key)
-            .ok_or_else(|| DatasetError::NotFound(format!("obsm `{key}` not found")))?;
-        let (raw, _) = self.store.read_matrix_f32(&entry.matrix).await?;
-        let scaled = scale_vector_field(
-            &raw,
+        let entry = self.obsm_entry(&key)?;
+        let (mut raw, _) = self
+            .store
+            .read_matrix_f32(&entry.matrix, self.layout.n_obs)
+            .await?;
+        let (n, normalize) = (
             self.layout.n_obs as usize,
-            usize::from(dim),
-            &embedding.norm,
             self.options.normalize_embeddings,
-        )?;
-        Ok(f32_bytes(&scaled))
+        );
+        Ok(offload(move || {
+            scale_vector_field_in_place(&mut raw, n, usize::from(dim), &embedding.norm, normalize)
+                .map(|()| f32_bytes(&raw))
+        })
+        .await??)
     }
+}
+
+/// The warning for an obs field left out for having too many categories.
+fn too_many_categories(field: &str, n_categories: u64) -> String {
+    format!(
+        "obs field `{field}` left out of the manifests: {n_categories} categories, more than the \
+         {MAX_CATEGORIES} a uint16 code can address (the reference would serve wrapped-around codes)"
+    )
 }
 
 fn edges_from_arrays(
@@ -565,4 +786,10 @@ pub fn f32_bytes(values: &[f32]) -> Bytes {
         out.extend_from_slice(&v.to_le_bytes());
     }
     Bytes::from(out)
+}
+
+impl From<crate::compute::Cancelled> for DatasetError {
+    fn from(e: crate::compute::Cancelled) -> Self {
+        DatasetError::Compute(e.into())
+    }
 }

@@ -18,7 +18,8 @@ use crate::anndata::MatrixMeta;
 use crate::cache::precompute::{PrecomputeOptions, build_gene_pack_on_demand};
 use crate::cache::{ArtifactCache, GenePack, fingerprint};
 use crate::catalog::Catalog;
-use crate::dataset::{Dataset, DatasetError};
+use crate::dataset::{Dataset, DatasetError, ErrorClass};
+use crate::memory::{BudgetScope, ItemKey, Weighed};
 use crate::protocol::{Artifact, ArtifactKind, Route, decode_path, parse_route, resolve_artifact};
 use crate::share::{self, ShareError, ShareSecret};
 use crate::store::ReadMetrics;
@@ -104,8 +105,6 @@ impl PresignError {
 pub struct AppConfig {
     /// CORS allow-list.
     pub cors: CorsPolicy,
-    /// Bytes of rendered artifacts kept in memory.
-    pub memory_cache_bytes: u64,
     /// The cache prefix (derived artifacts memoised on object storage), if any.
     pub cache: Option<ArtifactCache>,
     /// `/_cellucid/info` host and port.
@@ -131,7 +130,6 @@ impl Default for AppConfig {
     fn default() -> Self {
         AppConfig {
             cors: CorsPolicy::default(),
-            memory_cache_bytes: 256 << 20,
             cache: None,
             identity: ServerIdentity {
                 host: "127.0.0.1".into(),
@@ -154,25 +152,31 @@ struct Rendered {
     digest: String,
 }
 
-impl Rendered {
-    fn weight(&self) -> u32 {
+impl Weighed for Rendered {
+    fn weight_bytes(&self) -> u64 {
         let body = self.body.as_ref().map_or(0, Bytes::len);
-        u32::try_from(self.gzipped.len() + body + 64).unwrap_or(u32::MAX)
+        (self.gzipped.len() + body + self.digest.len() + 64) as u64
     }
+}
 
-    /// The uncompressed body (inflated on demand when only the gzip form is held).
-    fn identity(&self) -> Result<Bytes, DatasetError> {
+impl Rendered {
+    /// The uncompressed body (inflated off the executor when only the gzip form is held).
+    async fn identity(&self) -> Result<Bytes, DatasetError> {
         if let Some(body) = &self.body {
             return Ok(body.clone());
         }
-        use std::io::Read;
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&self.gzipped[..])
-            .read_to_end(&mut out)
-            .map_err(|e| {
-                DatasetError::Unsupported(format!("cached artifact is not valid gzip: {e}"))
-            })?;
-        Ok(Bytes::from(out))
+        let gzipped = self.gzipped.clone();
+        crate::compute::offload(move || {
+            use std::io::Read;
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&gzipped[..])
+                .read_to_end(&mut out)
+                .map(|_| Bytes::from(out))
+                .map_err(|e| {
+                    DatasetError::Unsupported(format!("cached artifact is not valid gzip: {e}"))
+                })
+        })
+        .await?
     }
 }
 
@@ -215,7 +219,8 @@ const ON_DEMAND_PACK_MEMORY: u64 = 128 << 20;
 pub struct App {
     catalog: Catalog,
     config: AppConfig,
-    rendered: moka::future::Cache<(String, Artifact), Arc<Rendered>>,
+    /// Rendered artifacts, in the catalogue's memory budget (keyed by dataset and artifact).
+    rendered: BudgetScope,
     atlases: std::collections::HashMap<String, AtlasCacheState>,
     /// The 0.9 protocol front-end under `/v0.9` (see [`crate::v09`]).
     v09: Option<Arc<crate::v09::Frontend>>,
@@ -255,11 +260,10 @@ struct Ctx<'a> {
 
 impl App {
     /// Build an app over `catalog`.
+    /// Rendered artifacts are kept in the catalogue's memory budget (see
+    /// [`Catalog::budget`]), next to the atlases' own buffers.
     pub fn new(catalog: Catalog, config: AppConfig) -> Self {
-        let rendered = moka::future::Cache::builder()
-            .max_capacity(config.memory_cache_bytes)
-            .weigher(|_k: &(String, Artifact), v: &Arc<Rendered>| v.weight())
-            .build();
+        let rendered = catalog.budget().scope();
         let atlases: std::collections::HashMap<String, AtlasCacheState> = catalog
             .datasets()
             .iter()
@@ -845,19 +849,19 @@ impl App {
         dataset: &Arc<Dataset>,
         artifact: &Artifact,
     ) -> Result<(Arc<Rendered>, Outcome), Arc<DatasetError>> {
-        let key = (dataset.id().to_string(), artifact.clone());
-        if let Some(found) = self.rendered.get(&key).await {
+        let key = ItemKey::text(format!("{}\0{}", dataset.id(), artifact.cache_key()));
+        if let Some(found) = self.rendered.get::<Rendered>(&key).await {
             return Ok((found, Outcome::Memory));
         }
         let outcome = std::sync::Mutex::new(Outcome::Memory);
         let rendered = self
             .rendered
-            .try_get_with(key, async {
+            .get_or_try_insert(key, async {
                 let (rendered, how) = self.load_or_compute(dataset, artifact).await?;
                 if let Ok(mut slot) = outcome.lock() {
                     *slot = how;
                 }
-                Ok::<_, DatasetError>(Arc::new(rendered))
+                Ok::<_, DatasetError>(rendered)
             })
             .await?;
         let how = outcome.lock().map(|o| *o).unwrap_or(Outcome::Memory);
@@ -893,7 +897,7 @@ impl App {
             )
         } else {
             (
-                rendered.identity().map_err(Arc::new)?,
+                rendered.identity().await.map_err(Arc::new)?,
                 None,
                 format!("\"{}\"", rendered.digest),
             )
@@ -1005,19 +1009,37 @@ fn retry_later(message: &str) -> Response<Bytes> {
     r
 }
 
+/// The response to a failed artifact, by the error's [`ErrorClass`]: 404 for what does not
+/// exist, 503 + `Retry-After` for a store failure worth retrying, 503 with the reason for a
+/// gene that needs `precompute`, 500 for a damaged store or a bug, 507 for data larger than the
+/// memory budget. Bodies never carry store URLs or local paths (store keys only).
 fn error_response(error: &DatasetError) -> Response<Bytes> {
-    match error {
-        DatasetError::NotFound(message) => text(StatusCode::NOT_FOUND, message),
-        DatasetError::NeedsPrecompute { .. } => {
+    match error.class() {
+        ErrorClass::NotFound => text(StatusCode::NOT_FOUND, &error.to_string()),
+        ErrorClass::NeedsPrecompute => {
             tracing::warn!(target: "cellucid_edge::http", "{error}");
             text(StatusCode::SERVICE_UNAVAILABLE, &error.to_string())
         }
-        e if e.is_transient() => {
-            tracing::warn!(target: "cellucid_edge::http", "transient store failure: {e}");
+        ErrorClass::Transient => {
+            tracing::warn!(target: "cellucid_edge::http", "transient store failure: {error}");
             retry_later("The data store is temporarily unavailable; retry shortly")
         }
-        e => {
-            tracing::error!(target: "cellucid_edge::http", "internal error: {e}");
+        ErrorClass::TooLarge => {
+            tracing::error!(target: "cellucid_edge::http", "atlas too large: {error}");
+            text(
+                StatusCode::INSUFFICIENT_STORAGE,
+                &format!("The atlas is too large for this server: {error}"),
+            )
+        }
+        ErrorClass::BadStore => {
+            tracing::error!(target: "cellucid_edge::http", "damaged or malformed store: {error}");
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal server error: the atlas store is damaged or malformed (see the server log)",
+            )
+        }
+        ErrorClass::Internal => {
+            tracing::error!(target: "cellucid_edge::http", "internal error: {error}");
             text(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
         }
     }

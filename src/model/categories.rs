@@ -238,6 +238,11 @@ impl CodeGroups {
     }
 }
 
+/// Most categories a field may have: its codes travel as `uint16` with `65535` as the
+/// missing-value sentinel. (The reference serves a field with more, its codes silently
+/// wrapped around; this server leaves such a field out of the manifests with a warning.)
+pub const MAX_CATEGORIES: usize = 65535;
+
 /// Storage type of categorical codes on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CodesDtype {
@@ -252,7 +257,7 @@ impl CodesDtype {
     pub fn for_n_categories(n_categories: usize) -> ModelResult<Self> {
         if n_categories <= 254 {
             Ok(Self::U8)
-        } else if n_categories <= 65535 {
+        } else if n_categories <= MAX_CATEGORIES {
             Ok(Self::U16)
         } else {
             Err(ModelError::TooManyCategories { n_categories })

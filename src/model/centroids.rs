@@ -92,22 +92,9 @@ pub fn compute_centroids<S: AsRef<str>>(
     }
     let min_points = params.min_points.max(1);
     if dim == 1 {
-        Ok(centroids_by_group(
-            coords,
-            codes,
-            categories,
-            params.quantile,
-            min_points,
-        ))
+        centroids_by_group(coords, codes, categories, params.quantile, min_points)
     } else {
-        Ok(centroids_streaming(
-            coords,
-            dim,
-            codes,
-            categories,
-            params.quantile,
-            min_points,
-        ))
+        centroids_streaming(coords, dim, codes, categories, params.quantile, min_points)
     }
 }
 
@@ -127,11 +114,12 @@ fn centroids_by_group<S: AsRef<str>>(
     categories: &[S],
     quantile: f64,
     min_points: usize,
-) -> Vec<Centroid> {
+) -> ModelResult<Vec<Centroid>> {
     let groups = CodeGroups::new(codes, categories.len());
     let mut out = Vec::new();
     let mut scratch: Vec<f32> = Vec::new();
     for (code, label) in categories.iter().enumerate() {
+        crate::compute::checkpoint()?;
         let cells = groups.cells(code);
         let n = cells.len();
         if n < min_points {
@@ -160,7 +148,7 @@ fn centroids_by_group<S: AsRef<str>>(
         }
         out.extend(finite_centroid(label.as_ref(), &center, used));
     }
-    out
+    Ok(out)
 }
 
 /// All categories in three sequential passes over the cells (`dim >= 2`): NumPy sums the rows of
@@ -174,7 +162,7 @@ fn centroids_streaming<S: AsRef<str>>(
     categories: &[S],
     quantile: f64,
     min_points: usize,
-) -> Vec<Centroid> {
+) -> ModelResult<Vec<Centroid>> {
     let k = categories.len();
     let valid = |c: i32| usize::try_from(c).ok().filter(|&c| c < k);
     let rows = || {
@@ -206,6 +194,7 @@ fn centroids_streaming<S: AsRef<str>>(
         .collect();
     let trimmed = |c: usize| counts[c] > min_points;
 
+    crate::compute::checkpoint()?;
     // Pass 2: each cell's distance to its centre, also grouped by category for the quantile.
     let mut offsets = vec![0usize; k + 1];
     for c in 0..k {
@@ -222,6 +211,7 @@ fn centroids_streaming<S: AsRef<str>>(
             cursor[c] += 1;
         }
     }
+    crate::compute::checkpoint()?;
     let thresholds: Vec<f32> = (0..k)
         .map(|c| match trimmed(c) {
             true => quantile_linear_select(&mut grouped[offsets[c]..offsets[c + 1]], quantile),
@@ -229,6 +219,7 @@ fn centroids_streaming<S: AsRef<str>>(
         })
         .collect();
 
+    crate::compute::checkpoint()?;
     // Pass 3: sums of the inliers (`dist <= threshold`) of the trimmed categories.
     let mut kept = vec![0usize; k];
     let mut kept_sums = vec![0.0f32; k * dim];
@@ -254,7 +245,7 @@ fn centroids_streaming<S: AsRef<str>>(
         };
         out.extend(finite_centroid(label.as_ref(), &center, used));
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]

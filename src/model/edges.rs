@@ -12,7 +12,7 @@
 //! allocation. When every stored value is strictly positive (the normal case for
 //! connectivities) the values are not copied at all.
 
-use crate::model::error::{ModelError, ModelResult};
+use crate::model::error::{ModelError, ModelResult, checkpoint_every};
 
 /// A stored value type of a sparse matrix, with the arithmetic SciPy applies to it.
 pub trait EdgeValue: Copy {
@@ -308,9 +308,9 @@ where
     }
     let ptr = validate(n_cells, indptr, indices)?;
     if data.iter().all(|v| v.is_strictly_positive()) {
-        Ok(edges_pattern(n_cells, &ptr, indices))
+        edges_pattern(n_cells, &ptr, indices)
     } else {
-        Ok(edges_exact(n_cells, &ptr, indices, data))
+        edges_exact(n_cells, &ptr, indices, data)
     }
 }
 
@@ -326,7 +326,7 @@ where
     I: SparseIndex,
 {
     let ptr = validate(n_cells, indptr, indices)?;
-    Ok(edges_pattern(n_cells, &ptr, indices))
+    edges_pattern(n_cells, &ptr, indices)
 }
 
 /// Edges from CSC arrays. A CSC matrix is the CSR matrix of its transpose, and `S = C + Cᵀ`
@@ -390,7 +390,11 @@ impl Offset for usize {
 /// Only the upper triangle is built: row `i`'s edges are the union of `{j > i : C[i, j]}` and
 /// `{k > i : C[k, i]}` (a counting-sort transpose of C's strictly lower triangle). Row sizes
 /// of S follow as `upper(i) + lower(i) + diagonal(i)`.
-fn edges_pattern<I: SparseIndex>(n_cells: usize, ptr: &[usize], indices: &[I]) -> Edges {
+fn edges_pattern<I: SparseIndex>(
+    n_cells: usize,
+    ptr: &[usize],
+    indices: &[I],
+) -> ModelResult<Edges> {
     if u32::try_from(indices.len()).is_ok() {
         edges_pattern_with::<I, u32>(n_cells, ptr, indices)
     } else {
@@ -402,11 +406,12 @@ fn edges_pattern_with<I: SparseIndex, O: Offset>(
     n_cells: usize,
     ptr: &[usize],
     indices: &[I],
-) -> Edges {
+) -> ModelResult<Edges> {
     // Pass 1: count C's strictly-lower entries per column; note stored diagonals.
     let mut t_ptr = vec![O::ZERO; n_cells + 1];
     let mut degree = vec![0u32; n_cells];
     for (i, w) in ptr.windows(2).enumerate() {
+        checkpoint_every(i)?;
         for ix in &indices[w[0]..w[1]] {
             let j = col(*ix) as usize;
             if j < i {
@@ -425,6 +430,7 @@ fn edges_pattern_with<I: SparseIndex, O: Offset>(
     {
         let mut next: Vec<O> = t_ptr[..n_cells].to_vec();
         for (i, w) in ptr.windows(2).enumerate() {
+            checkpoint_every(i)?;
             for ix in &indices[w[0]..w[1]] {
                 let j = col(*ix) as usize;
                 if j < i {
@@ -440,6 +446,7 @@ fn edges_pattern_with<I: SparseIndex, O: Offset>(
     let mut dst: Vec<u32> = Vec::with_capacity(indices.len());
     let mut upper: Vec<u32> = Vec::new();
     for (i, w) in ptr.windows(2).enumerate() {
+        checkpoint_every(i)?;
         let row = i as u32;
         upper.clear();
         let mut sorted = true;
@@ -466,12 +473,12 @@ fn edges_pattern_with<I: SparseIndex, O: Offset>(
         offsets.push(dst.len());
     }
     let max_neighbors = degree.iter().copied().max().unwrap_or(0) as usize;
-    Edges {
+    Ok(Edges {
         n_cells: n_cells as u64,
         offsets,
         dst,
         max_neighbors,
-    }
+    })
 }
 
 /// Appends the union of two sorted lists (duplicates allowed in each) to `out`, deduplicated.
@@ -502,7 +509,7 @@ fn edges_exact<I: SparseIndex, V: EdgeValue>(
     ptr: &[usize],
     indices: &[I],
     data: &[V],
-) -> Edges {
+) -> ModelResult<Edges> {
     let nnz = indices.len();
     let mut t_ptr = vec![0usize; n_cells + 1];
     for ix in indices {
@@ -516,6 +523,7 @@ fn edges_exact<I: SparseIndex, V: EdgeValue>(
     {
         let mut next: Vec<usize> = t_ptr[..n_cells].to_vec();
         for (i, w) in ptr.windows(2).enumerate() {
+            checkpoint_every(i)?;
             for (ix, &v) in indices[w[0]..w[1]].iter().zip(&data[w[0]..w[1]]) {
                 let j = col(*ix) as usize;
                 t_rows[next[j]] = i as u32;
@@ -530,6 +538,7 @@ fn edges_exact<I: SparseIndex, V: EdgeValue>(
     let mut max_neighbors = 0usize;
     let mut row_a: Vec<(u32, u32, V)> = Vec::new();
     for (i, w) in ptr.windows(2).enumerate() {
+        checkpoint_every(i)?;
         row_a.clear();
         let mut sorted = true;
         let mut prev = 0u32;
@@ -578,12 +587,12 @@ fn edges_exact<I: SparseIndex, V: EdgeValue>(
         offsets.push(dst.len());
         max_neighbors = max_neighbors.max(count);
     }
-    Edges {
+    Ok(Edges {
         n_cells: n_cells as u64,
         offsets,
         dst,
         max_neighbors,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -774,8 +783,8 @@ mod tests {
         let n = 500;
         let indices = xorshift_ints(n * 7, 91, n as u64);
         let indptr: Vec<usize> = (0..=n).map(|i| i * 7).collect();
-        let a = edges_pattern_with::<u64, u32>(n, &indptr, &indices);
-        let b = edges_pattern_with::<u64, usize>(n, &indptr, &indices);
+        let a = edges_pattern_with::<u64, u32>(n, &indptr, &indices).unwrap();
+        let b = edges_pattern_with::<u64, usize>(n, &indptr, &indices).unwrap();
         assert_eq!(a, b);
         assert!(a.n_edges() > 0);
     }

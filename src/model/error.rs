@@ -80,6 +80,28 @@ pub enum ModelError {
         /// Number of cells requested.
         n_cells: u64,
     },
+
+    /// The computation was abandoned because its caller stopped waiting (see
+    /// [`crate::compute::checkpoint`]).
+    #[error("the computation was cancelled: its request ended")]
+    Cancelled,
+}
+
+impl From<crate::compute::Cancelled> for ModelError {
+    fn from(_: crate::compute::Cancelled) -> Self {
+        ModelError::Cancelled
+    }
+}
+
+/// Rows between two cancellation checkpoints in the long loops of the model.
+pub(crate) const CHECKPOINT_ROWS: usize = 1 << 16;
+
+/// A cancellation checkpoint every [`CHECKPOINT_ROWS`] rows of a loop over rows.
+pub(crate) fn checkpoint_every(row: usize) -> ModelResult<()> {
+    if row.is_multiple_of(CHECKPOINT_ROWS) {
+        crate::compute::checkpoint()?;
+    }
+    Ok(())
 }
 
 /// Convenience alias used throughout `crate::model`.

@@ -37,6 +37,7 @@ pub fn outlier_quantiles(
     let mut dists: Vec<f32> = Vec::new();
     let mut keys: Vec<u32> = Vec::new();
     for code in 0..n_categories {
+        crate::compute::checkpoint()?;
         let cells = groups.cells(code);
         let n = cells.len();
         if n < min_points || n == 0 {

@@ -105,6 +105,20 @@ impl GeneIndex {
         self.last_by_id.get(id).copied()
     }
 
+    /// Bytes held by the index (ids and both lookup tables), approximately.
+    pub fn heap_bytes(&self) -> u64 {
+        let header = std::mem::size_of::<String>() + std::mem::size_of::<usize>();
+        let ids: usize = self.ids.iter().map(|id| id.capacity() + header).sum();
+        let safe: usize = self
+            .first_by_safe
+            .keys()
+            .map(|k| k.capacity() + header)
+            .sum();
+        let by_id: usize = self.last_by_id.keys().map(|k| k.capacity() + header).sum();
+        // Hash tables keep about one spare slot per entry.
+        (ids + 2 * (safe + by_id)) as u64
+    }
+
     /// The gene ids in var order.
     pub fn ids(&self) -> &[String] {
         &self.ids

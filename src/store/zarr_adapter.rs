@@ -106,19 +106,15 @@ impl ObjectStoreZarr {
         }
     }
 
-    /// Whole value of `key` with its version (ETag, else last-modified time), or `None`.
+    /// Whole value of `key` with its [`ObjectVersion`] (from the same GET), or `None`.
     pub async fn get_key_versioned(
         &self,
         key: &str,
-    ) -> Result<Option<(Bytes, String)>, object_store::Error> {
+    ) -> Result<Option<(Bytes, ObjectVersion)>, object_store::Error> {
         let path = self.object_path(key);
         match self.store.get(&path).await {
             Ok(result) => {
-                let version = result
-                    .meta
-                    .e_tag
-                    .clone()
-                    .unwrap_or_else(|| result.meta.last_modified.to_rfc3339());
+                let version = ObjectVersion::of(&result.meta);
                 let bytes = complete_body(result).await?;
                 record_get(&self.metrics, bytes.len() as u64);
                 Ok(Some((bytes, version)))
@@ -151,8 +147,48 @@ impl ObjectStoreZarr {
     }
 }
 
+/// A store failure as zarrs carries it: the `object_store::Error` itself travels inside an
+/// `io::Error`, so the layers above classify it by variant (see
+/// [`classify_io`](super::classify_io)), never by its text.
 fn storage_error(e: object_store::Error) -> StorageError {
-    StorageError::Other(e.to_string())
+    StorageError::IOError(Arc::new(std::io::Error::other(e)))
+}
+
+/// What identifies one version of a stored object, read from the response to its GET (no
+/// extra request): its ETag, its last-modification time and, on a versioned bucket, its
+/// version id. Rewriting an object always changes at least one of them — except on an S3
+/// bucket without versioning, whose ETag is a content hash and whose `Last-Modified` has a
+/// resolution of one second: byte-identical rewrites within the same second look the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectVersion {
+    /// ETag (S3: a content hash; local files: inode, modification time and size).
+    pub e_tag: Option<String>,
+    /// Last modification time (RFC 3339, with the backend's resolution).
+    pub last_modified: String,
+    /// Version id of a versioned bucket.
+    pub version: Option<String>,
+}
+
+impl ObjectVersion {
+    /// The version described by an object's metadata.
+    pub fn of(meta: &object_store::ObjectMeta) -> Self {
+        ObjectVersion {
+            e_tag: meta.e_tag.clone(),
+            // Fractional seconds are kept when the backend has them (local files).
+            last_modified: meta.last_modified.to_rfc3339(),
+            version: meta.version.clone(),
+        }
+    }
+
+    /// One line naming the version (hashed into cache fingerprints).
+    pub fn token(&self) -> String {
+        format!(
+            "etag={};modified={};version={}",
+            self.e_tag.as_deref().unwrap_or("-"),
+            self.last_modified,
+            self.version.as_deref().unwrap_or("-")
+        )
+    }
 }
 
 fn to_get_range(range: ByteRange) -> Option<GetRange> {

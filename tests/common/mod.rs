@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cellucid_edge::catalog::Catalog;
-use cellucid_edge::dataset::{Dataset, DatasetOptions};
+use cellucid_edge::dataset::{Dataset, DatasetContext, DatasetOptions};
 use cellucid_edge::http::{App, AppConfig};
-use cellucid_edge::store::{ReadMetrics, StoreLocation, open_store_url};
+use cellucid_edge::store::{StoreLocation, open_store_url};
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client as LegacyClient;
@@ -105,7 +105,7 @@ pub async fn open_catalog(url: &str) -> Catalog {
     Catalog::open(
         location(url),
         &DatasetOptions::default(),
-        Arc::new(ReadMetrics::default()),
+        &DatasetContext::default(),
     )
     .await
     .unwrap_or_else(|e| panic!("Catalog::open({url}): {e}"))
@@ -116,7 +116,7 @@ pub async fn open_dataset(url: &str) -> Result<Dataset, cellucid_edge::dataset::
     Dataset::open(
         location(url),
         DatasetOptions::default(),
-        Arc::new(ReadMetrics::default()),
+        &DatasetContext::default(),
     )
     .await
 }
