@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod conformance;
+pub mod hostile_stores;
 pub mod moto;
 
 use std::net::SocketAddr;
