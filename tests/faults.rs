@@ -319,3 +319,41 @@ async fn intermittent_faults_recover_on_the_next_request() {
     );
     rig.server.stop().await;
 }
+
+/// A store the server may not read (PermissionDenied) is a permanent failure: 500, without
+/// `Retry-After` (a client told to retry would retry for ever) — decided on the error's
+/// variant, whatever its text says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permission_denied_is_a_500_never_a_503_for_ever() {
+    let rig = rig(AppConfig::default()).await;
+    rig.source.inject(FaultRule::always(Fault::Denied));
+    for route in ROUTES {
+        for attempt in 0..2 {
+            let r = get(&rig.server, route).await;
+            assert_eq!(
+                r.status,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "{route} #{attempt}"
+            );
+            assert!(
+                !r.has("retry-after"),
+                "{route}: Retry-After on a permanent failure"
+            );
+            assert_eq!(r.header("access-control-allow-origin"), ORIGIN, "{route}");
+        }
+    }
+    // Transient failures (network, 5xx, a body cut short) still ask for a retry.
+    rig.source.clear();
+    rig.source
+        .inject(FaultRule::always(Fault::Error).on(KeyMatch::Contains("X/".into())));
+    assert_retry_later(
+        &get(&rig.server, "var/HES4.values.f32").await,
+        "store error",
+    );
+    rig.source.clear();
+    assert_golden(
+        &get(&rig.server, "var/HES4.values.f32").await,
+        "var/HES4.values.f32",
+    );
+    rig.server.stop().await;
+}

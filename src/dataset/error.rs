@@ -80,3 +80,61 @@ impl DatasetError {
         self.class().is_transient()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::TooLarge;
+
+    fn storage(source: object_store::Error) -> DatasetError {
+        AnnDataError::Storage {
+            key: "obsm/X_umap/c/0/0".into(),
+            source,
+        }
+        .into()
+    }
+
+    #[test]
+    fn classes_come_from_variants() {
+        // A key the metadata promised is gone: the store is damaged (500), not a 404.
+        let vanished = storage(object_store::Error::NotFound {
+            path: "x".into(),
+            source: "Generic storage".into(),
+        });
+        assert_eq!(vanished.class(), ErrorClass::BadStore);
+        let denied = storage(object_store::Error::PermissionDenied {
+            path: "x".into(),
+            source: "storage Generic".into(),
+        });
+        assert_eq!(denied.class(), ErrorClass::Internal);
+        let flaky = storage(object_store::Error::Generic {
+            store: "S3",
+            source: "connection reset".into(),
+        });
+        assert_eq!(flaky.class(), ErrorClass::Transient);
+        assert!(flaky.is_transient());
+        assert_eq!(
+            DatasetError::NotFound("Gene not found: X".into()).class(),
+            ErrorClass::NotFound
+        );
+        let huge = DatasetError::from(TooLarge::OverBudget {
+            what: "obs/index".into(),
+            needed: None,
+            budget: 1,
+        });
+        assert_eq!(huge.class(), ErrorClass::TooLarge);
+        let corrupt = DatasetError::from(AnnDataError::Structure {
+            key: "X/indptr".into(),
+            reason: "decreases".into(),
+        });
+        assert_eq!(corrupt.class(), ErrorClass::BadStore);
+        // A failure shared by every waiter of one computation keeps its class and its text.
+        let shared = DatasetError::from(Arc::new(flaky));
+        let again = DatasetError::Shared(Arc::new(shared));
+        assert_eq!(again.class(), ErrorClass::Transient);
+        assert!(again.to_string().contains("connection reset"), "{again}");
+        // The source chain is kept.
+        let chained = std::error::Error::source(&denied);
+        assert!(chained.is_some());
+    }
+}

@@ -34,6 +34,11 @@ pub enum Fault {
     /// A read's body stream yields the first half of its bytes, then an error (connection
     /// reset mid-body). Other calls are unaffected.
     Interrupt,
+    /// The call fails with `PermissionDenied` (the server's credentials may not read the
+    /// store: permanent until someone fixes them).
+    Denied,
+    /// The call fails with `NotFound` (the object vanished).
+    Missing,
 }
 
 /// Which object keys a rule applies to.
@@ -197,6 +202,14 @@ impl FaultyStore {
     async fn before(fault: Option<&Fault>, key: &str) -> Result<()> {
         match fault {
             Some(Fault::Error) => Err(injected(key, "store error")),
+            Some(Fault::Denied) => Err(object_store::Error::PermissionDenied {
+                path: key.to_string(),
+                source: "injected fault: access denied".into(),
+            }),
+            Some(Fault::Missing) => Err(object_store::Error::NotFound {
+                path: key.to_string(),
+                source: "injected fault: no such object".into(),
+            }),
             Some(Fault::Latency(d)) => {
                 tokio::time::sleep(*d).await;
                 Ok(())
@@ -297,8 +310,12 @@ impl ObjectStore for FaultyStore {
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
         let key = prefix.map(|p| p.as_ref().to_string()).unwrap_or_default();
         match self.draw(&key, Op::Read) {
-            Some(Fault::Error) => {
-                futures::stream::once(async move { Err(injected(&key, "list error")) }).boxed()
+            Some(fault @ (Fault::Error | Fault::Denied | Fault::Missing)) => {
+                futures::stream::once(async move {
+                    Self::before(Some(&fault), &key).await?;
+                    Err(injected(&key, "list error"))
+                })
+                .boxed()
             }
             Some(Fault::Hang) => futures::stream::pending().boxed(),
             Some(Fault::Latency(d)) => {
