@@ -375,3 +375,115 @@ async fn a_csr_scan_reads_indptr_once_per_process() {
     // next ones only indices and data (indptr is kept in the memory budget).
     assert_eq!(gets, vec![3, 2, 2], "GETs of three gene scans: {routes:?}");
 }
+
+/// A Python with anndata: `CELLUCID_TEST_PYTHON`, else the team's venvs (`None`, loudly,
+/// outside CI; a failure in CI).
+fn anndata_python() -> Option<std::path::PathBuf> {
+    let mut candidates: Vec<std::path::PathBuf> = std::env::var_os("CELLUCID_TEST_PYTHON")
+        .map(std::path::PathBuf::from)
+        .into_iter()
+        .collect();
+    if let Some(home) = std::env::var_os("HOME") {
+        candidates.push(std::path::Path::new(&home).join(".venv-anndata/bin/python"));
+    }
+    let found = candidates.into_iter().find(|p| {
+        Command::new(p)
+            .args(["-c", "import anndata, zarr"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "no Python with anndata (set CELLUCID_TEST_PYTHON); CI must run this test"
+        );
+        eprintln!("\n!!! SKIPPED: no Python with anndata (set CELLUCID_TEST_PYTHON)\n");
+    }
+    found
+}
+
+/// A text column whose distinct values only show once read (70,000 unique barcodes among
+/// 70,000 cells): the reference would send wrapped-around uint16 codes; here the field is left
+/// out of both documents with a warning (log, `inspect`), and the rest is served.
+#[tokio::test]
+async fn a_text_field_with_more_than_65535_values_is_left_out_with_a_warning() {
+    let Some(python) = anndata_python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("barcodes.zarr");
+    let script = r#"
+import sys, warnings
+import numpy as np, pandas as pd, anndata, scipy.sparse as sp
+warnings.simplefilter("ignore")
+n = 70_000
+rng = np.random.default_rng(3)
+obs = pd.DataFrame({
+    "barcode": np.array([f"AAAC{i:07d}-1" for i in range(n)], dtype=object),
+    "group": pd.Categorical(rng.choice(["x", "y"], size=n)),
+    "score": rng.normal(size=n).astype(np.float32),
+}, index=[str(i) for i in range(n)])
+adata = anndata.AnnData(X=sp.random(n, 4, density=0.01, format="csr", dtype=np.float32, random_state=1), obs=obs)
+adata.obsm["X_umap"] = rng.normal(size=(n, 2)).astype(np.float32)
+adata.write_zarr(sys.argv[1])
+"#;
+    let output = Command::new(&python)
+        .args(["-c", script, url(&store)])
+        .output()
+        .expect("run python");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let catalog = common::open_catalog(url(&store)).await;
+    let ds = catalog.first().clone();
+    let app = App::new(catalog, AppConfig::default());
+    let (status, body) = ask(&app, "obs_manifest.json").await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let manifest: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    let names = |list: &str| -> Vec<String> {
+        manifest[list]
+            .as_array()
+            .expect("field list")
+            .iter()
+            .filter_map(|f| f[0].as_str().map(str::to_string))
+            .collect()
+    };
+    assert_eq!(names("_categoricalFields"), vec!["group"]);
+    assert_eq!(names("_continuousFields"), vec!["score"]);
+    let (status, body) = ask(&app, "dataset_identity.json").await;
+    assert_eq!(status, 200);
+    let identity: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(identity["stats"]["n_obs_fields"], 2, "{identity}");
+    assert_eq!(identity["stats"]["n_categorical_fields"], 1, "{identity}");
+    let keys: Vec<&str> = identity["obs_fields"]
+        .as_array()
+        .expect("obs_fields")
+        .iter()
+        .filter_map(|f| f["key"].as_str())
+        .collect();
+    assert_eq!(keys, vec!["group", "score"]);
+    let (status, body) = ask(&app, "obs/barcode.codes.u16").await;
+    assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
+    let (status, _) = ask(&app, "obs/group.codes.u8").await;
+    assert_eq!(status, 200);
+    assert!(
+        ds.warnings()
+            .iter()
+            .any(|w| w.contains("`barcode` left out") && w.contains("70000 categories")),
+        "{:?}",
+        ds.warnings()
+    );
+    let (status, stdout, stderr) = inspect(&store);
+    assert!(status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON report");
+    assert!(
+        report["warnings"]
+            .as_array()
+            .expect("warnings")
+            .iter()
+            .any(|w| w.as_str().is_some_and(|w| w.contains("`barcode` left out"))),
+        "{report}"
+    );
+}
