@@ -350,20 +350,47 @@ impl ZArray {
         }
     }
 
-    /// `Ok` when reading `ranges` fits in the read limit (checked arithmetic throughout).
+    /// `Ok` when reading `ranges` fits in the read limit (checked arithmetic throughout), and
+    /// so does one decoded chunk of a Zarr array (zarrs decodes whole chunks: a declared chunk
+    /// shape of 10¹² would otherwise be allocated to read ten values).
     fn check_read(&self, ranges: &[Range<u64>]) -> Result<(), AnnDataError> {
         let values = ranges
             .iter()
             .try_fold(1u64, |n, r| n.checked_mul(r.end.saturating_sub(r.start)));
+        self.check_values(values, || {
+            format!(
+                "reading {} values of `{}`",
+                values.map_or_else(|| "more than 2^64".into(), |n| n.to_string()),
+                self.key
+            )
+        })?;
+        if let Backing::Zarr(array) = &self.backing {
+            let origin = vec![0; array.dimensionality()];
+            let chunk = array
+                .chunk_shape(&origin)
+                .ok()
+                .and_then(|shape| shape.iter().try_fold(1u64, |n, d| n.checked_mul(d.get())));
+            self.check_values(chunk, || {
+                format!(
+                    "decoding one chunk of `{}` ({} values)",
+                    self.key,
+                    chunk.map_or_else(|| "more than 2^64".into(), |n| n.to_string())
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    fn check_values(
+        &self,
+        values: Option<u64>,
+        what: impl FnOnce() -> String,
+    ) -> Result<(), AnnDataError> {
         let bytes = values.and_then(|n| n.checked_mul(self.value_size()));
         match bytes {
             Some(b) if b <= self.read_limit => Ok(()),
             _ => Err(AnnDataError::TooLarge(TooLarge::OverBudget {
-                what: format!(
-                    "reading {} values of `{}`",
-                    values.map_or_else(|| "more than 2^64".into(), |n| n.to_string()),
-                    self.key
-                ),
+                what: what(),
                 needed: bytes,
                 budget: self.read_limit,
             })),

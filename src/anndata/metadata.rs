@@ -9,7 +9,8 @@ use serde_json::{Map, Value};
 use zarrs::array::{ArrayMetadata, ArrayMetadataV2, ArrayMetadataV3};
 
 use super::AnnDataError;
-use crate::store::{ObjectStoreZarr, ObjectVersion};
+use crate::memory::TooLarge;
+use crate::store::{DocumentError, ObjectStoreZarr, ObjectVersion};
 
 /// Zarr storage format of a store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +120,38 @@ fn storage_error(key: &str, source: object_store::Error) -> AnnDataError {
     }
 }
 
+/// Largest metadata document read (consolidated metadata of a very wide atlas is a few MB; a
+/// larger one is refused before its body is read, never parsed into memory).
+pub const MAX_METADATA_BYTES: u64 = 64 << 20;
+
+/// The metadata document `key`, or `None`.
+async fn document(
+    storage: &ObjectStoreZarr,
+    key: &str,
+) -> Result<Option<(Bytes, ObjectVersion)>, AnnDataError> {
+    storage
+        .get_document(key, MAX_METADATA_BYTES)
+        .await
+        .map_err(|e| match e {
+            DocumentError::Store(source) => storage_error(key, source),
+            DocumentError::TooLarge { size, limit } => {
+                AnnDataError::TooLarge(TooLarge::OverBudget {
+                    what: format!("the metadata document `{key}`"),
+                    needed: Some(size),
+                    budget: limit,
+                })
+            }
+        })
+}
+
+/// The body of the metadata document `key`, or `None`.
+async fn document_body(
+    storage: &ObjectStoreZarr,
+    key: &str,
+) -> Result<Option<Bytes>, AnnDataError> {
+    Ok(document(storage, key).await?.map(|(bytes, _)| bytes))
+}
+
 fn parse_json(key: &str, bytes: &[u8]) -> Result<Value, AnnDataError> {
     serde_json::from_slice(bytes).map_err(|e| metadata_error(key, format!("not valid JSON: {e}")))
 }
@@ -172,29 +205,17 @@ impl MetadataTree {
     /// without consolidated metadata); if absent, the root `.zgroup` (v2 without
     /// consolidation). A consolidated store therefore costs one GET for v2 and two for v3.
     pub async fn open(storage: &ObjectStoreZarr) -> Result<Self, AnnDataError> {
-        if let Some((bytes, version)) = storage
-            .get_key_versioned(".zmetadata")
-            .await
-            .map_err(|e| storage_error(".zmetadata", e))?
-        {
+        if let Some((bytes, version)) = document(storage, ".zmetadata").await? {
             let mut tree = Self::from_v2_consolidated(bytes)?;
             tree.source_version = Some(version);
             return Ok(tree);
         }
-        if let Some((bytes, version)) = storage
-            .get_key_versioned("zarr.json")
-            .await
-            .map_err(|e| storage_error("zarr.json", e))?
-        {
+        if let Some((bytes, version)) = document(storage, "zarr.json").await? {
             let mut tree = Self::from_v3_root(bytes)?;
             tree.source_version = Some(version);
             return Ok(tree);
         }
-        if let Some((_, version)) = storage
-            .get_key_versioned(".zgroup")
-            .await
-            .map_err(|e| storage_error(".zgroup", e))?
-        {
+        if let Some((_, version)) = document(storage, ".zgroup").await? {
             let mut tree = Self::unconsolidated(ZarrFormat::V2);
             tree.source_version = Some(version);
             return Ok(tree);
@@ -356,11 +377,7 @@ impl MetadataTree {
         let node = match self.format {
             ZarrFormat::V3 => {
                 let key = join(path, "zarr.json");
-                match storage
-                    .get_key(&key)
-                    .await
-                    .map_err(|e| storage_error(&key, e))?
-                {
+                match document_body(storage, &key).await? {
                     Some(bytes) => Some(v3_node(&key, parse_json(&key, &bytes)?)?),
                     None => None,
                 }
@@ -380,10 +397,11 @@ impl MetadataTree {
         let attrs_key = join(path, ".zattrs");
         let array_key = join(path, ".zarray");
         let group_key = join(path, ".zgroup");
-        let (attrs, array) =
-            futures::join!(storage.get_key(&attrs_key), storage.get_key(&array_key));
-        let attrs = attrs.map_err(|e| storage_error(&attrs_key, e))?;
-        let array = array.map_err(|e| storage_error(&array_key, e))?;
+        let (attrs, array) = futures::join!(
+            document_body(storage, &attrs_key),
+            document_body(storage, &array_key)
+        );
+        let (attrs, array) = (attrs?, array?);
         let attrs = match attrs {
             Some(bytes) => Some(parse_json(&attrs_key, &bytes)?),
             None => None,
@@ -395,10 +413,7 @@ impl MetadataTree {
                 attrs,
             )?));
         }
-        let group = storage
-            .get_key(&group_key)
-            .await
-            .map_err(|e| storage_error(&group_key, e))?;
+        let group = document_body(storage, &group_key).await?;
         if group.is_some() || attrs.is_some() {
             return Ok(Some(Node::Group(
                 attrs

@@ -13,7 +13,7 @@ pub use fault::{Fault, FaultRule, FaultyStore, KeyMatch};
 pub use metrics::{ReadMetrics, ReadMetricsSnapshot};
 pub use read_only::ReadOnlyStore;
 pub use url::{StoreLocation, StoreUrlError, memory_store, open_store_url};
-pub use zarr_adapter::{ObjectStoreZarr, ObjectVersion, check_len, complete_body};
+pub use zarr_adapter::{DocumentError, ObjectStoreZarr, ObjectVersion, check_len, complete_body};
 
 /// Per-request read metering.
 pub mod zarr_adapter_reads {

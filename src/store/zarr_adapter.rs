@@ -106,14 +106,21 @@ impl ObjectStoreZarr {
         }
     }
 
-    /// Whole value of `key` with its [`ObjectVersion`] (from the same GET), or `None`.
-    pub async fn get_key_versioned(
+    /// Whole value of the document `key` (a metadata document) with its [`ObjectVersion`]
+    /// (from the same GET), or `None` when absent. A document larger than `limit` bytes is
+    /// refused from the size the store announces, before its body is read.
+    pub async fn get_document(
         &self,
         key: &str,
-    ) -> Result<Option<(Bytes, ObjectVersion)>, object_store::Error> {
+        limit: u64,
+    ) -> Result<Option<(Bytes, ObjectVersion)>, DocumentError> {
         let path = self.object_path(key);
         match self.store.get(&path).await {
             Ok(result) => {
+                let size = result.range.end.saturating_sub(result.range.start);
+                if size > limit {
+                    return Err(DocumentError::TooLarge { size, limit });
+                }
                 let version = ObjectVersion::of(&result.meta);
                 let bytes = complete_body(result).await?;
                 record_get(&self.metrics, bytes.len() as u64);
@@ -123,7 +130,7 @@ impl ObjectStoreZarr {
                 record_get(&self.metrics, 0);
                 Ok(None)
             }
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -152,6 +159,22 @@ impl ObjectStoreZarr {
 /// [`classify_io`](super::classify_io)), never by its text.
 fn storage_error(e: object_store::Error) -> StorageError {
     StorageError::IOError(Arc::new(std::io::Error::other(e)))
+}
+
+/// Why a document could not be read (see [`ObjectStoreZarr::get_document`]).
+#[derive(Debug, thiserror::Error)]
+pub enum DocumentError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] object_store::Error),
+    /// The document is larger than the caller accepts.
+    #[error("the document holds {size} bytes, more than the {limit} accepted")]
+    TooLarge {
+        /// Its size.
+        size: u64,
+        /// The most accepted.
+        limit: u64,
+    },
 }
 
 /// What identifies one version of a stored object, read from the response to its GET (no

@@ -36,6 +36,11 @@ pub enum Damage {
     SetValue(&'static str, u64, i64),
     /// Exchange values number `i` and `j` of the 1-D integer array `key`.
     SwapValues(&'static str, u64, u64),
+    /// Set the declared chunk shape of array `key` (the chunks stay as they are).
+    SetChunks(&'static str, &'static [u64]),
+    /// Grow the consolidated metadata document to `n` bytes (trailing whitespace: still
+    /// valid JSON).
+    PadMetadata(u64),
 }
 
 /// What opening the damaged store must do.
@@ -136,6 +141,30 @@ static CASES: &[HostileCase] = &[
             check("obs/louvain.outliers.f32", Golden),
         ],
         inspect: &["gene ids cannot be served", "var/index", "memory budget"],
+    },
+    HostileCase {
+        name: "a chunk of 10^12 values",
+        atlas: "pbmc68k",
+        damage: &[Damage::SetChunks("obs/n_counts", &[1_000_000_000_000])],
+        opened: Opened::Serves(&[]),
+        checks: &[
+            check(
+                "obs/n_counts.values.f32",
+                Status(507, "one chunk of `obs/n_counts`"),
+            ),
+            check("obs_manifest.json", Status(507, "obs/n_counts")),
+            check("obs/n_genes.values.f32", Golden),
+            check("points_3d.bin", Golden),
+        ],
+        inspect: &[],
+    },
+    HostileCase {
+        name: "a 65 MB metadata document",
+        atlas: "sparse",
+        damage: &[Damage::PadMetadata(65 << 20)],
+        opened: Opened::Refused("metadata document"),
+        checks: &[],
+        inspect: &[],
     },
     HostileCase {
         name: "decreasing X indptr",
@@ -318,6 +347,22 @@ async fn apply(store: &Path, version: &str, damage: Damage) {
         }
         Damage::SetValue(key, index, value) => {
             rewrite_values(store, key, |values| values[index as usize] = value).await;
+        }
+        Damage::SetChunks(key, chunks) => {
+            let chunks: Vec<u64> = chunks.to_vec();
+            edit_node(store, version, key, |node| {
+                if version == "v2" {
+                    node["chunks"] = serde_json::json!(chunks);
+                } else {
+                    node["chunk_grid"]["configuration"]["chunk_shape"] = serde_json::json!(chunks);
+                }
+            });
+        }
+        Damage::PadMetadata(n) => {
+            let (file, _) = consolidated(store, version);
+            let mut bytes = std::fs::read(&file).expect("metadata");
+            bytes.resize(n as usize, b' ');
+            std::fs::write(&file, bytes).expect("write metadata");
         }
         Damage::SwapValues(key, i, j) => {
             rewrite_values(store, key, |values| values.swap(i as usize, j as usize)).await;
