@@ -299,6 +299,14 @@ pub enum TooLarge {
         /// Bytes asked for.
         needed: Option<u64>,
     },
+    /// More positions along an axis than this server's index types address.
+    #[error("{what}: more than the {most} positions this server can address")]
+    Extent {
+        /// The axis.
+        what: String,
+        /// The most positions addressable.
+        most: u128,
+    },
 }
 
 /// `1.5 GiB`-style size (`more than 16 EiB` for `None`).

@@ -4,6 +4,7 @@
 use zarrs::array::ArrayError;
 use zarrs::storage::StorageError;
 
+use crate::compute::ComputeError;
 use crate::memory::TooLarge;
 use crate::store::{ErrorClass, classify_io, classify_object_store};
 
@@ -84,6 +85,16 @@ pub enum AnnDataError {
     /// A declared size does not fit in this process (its memory budget, or the allocator).
     #[error(transparent)]
     TooLarge(#[from] TooLarge),
+    /// A step run off the executor (validating or converting what was read) was cancelled or
+    /// failed.
+    #[error("processing `{key}`: {source}")]
+    Compute {
+        /// Store key of the element.
+        key: String,
+        /// What happened to the job.
+        #[source]
+        source: ComputeError,
+    },
     /// A local file (an `.h5ad`) cannot be opened.
     #[error("cannot open `{path}` as an AnnData .h5ad file: {reason}")]
     File {
@@ -117,6 +128,7 @@ impl AnnDataError {
                 class => class,
             },
             AnnDataError::TooLarge(_) => ErrorClass::TooLarge,
+            AnnDataError::Compute { .. } => ErrorClass::Internal,
             AnnDataError::Missing { .. }
             | AnnDataError::Metadata { .. }
             | AnnDataError::Shape { .. }

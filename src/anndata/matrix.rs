@@ -34,10 +34,10 @@ pub struct SparseArrays {
 }
 
 /// A failed offloaded step of a read, as a reader error.
-fn compute_error(key: &str, e: ComputeError) -> AnnDataError {
-    AnnDataError::Read {
+fn compute_error(key: &str, source: ComputeError) -> AnnDataError {
+    AnnDataError::Compute {
         key: key.to_string(),
-        reason: e.to_string(),
+        source,
     }
 }
 

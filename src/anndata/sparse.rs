@@ -90,10 +90,9 @@ pub fn checked_indices<O: IndexType>(
 ) -> Result<Vec<O>, AnnDataError> {
     let array = format!("{key}/indices");
     if u128::from(minor) > O::LIMIT {
-        return Err(AnnDataError::TooLarge(TooLarge::OverBudget {
-            what: format!("`{key}` with a minor axis of {minor}"),
-            needed: None,
-            budget: 0,
+        return Err(AnnDataError::TooLarge(TooLarge::Extent {
+            what: format!("the {minor} rows or columns of `{key}`"),
+            most: O::LIMIT,
         }));
     }
     indices.to_indices_below::<O>(minor).map_err(|e| match e {

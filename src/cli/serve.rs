@@ -34,7 +34,7 @@ pub struct ServeArgs {
     /// The memory budget (bytes): everything the server keeps in memory — every atlas's
     /// buffers and the rendered artifacts — counts against it, least recently used evicted
     /// first. Also the largest single buffer an atlas may need.
-    #[arg(long, default_value_t = 256 << 20, env = "CELLUCID_MEMORY_CACHE_BYTES")]
+    #[arg(long, default_value_t = 256 << 20)]
     pub memory_cache_bytes: u64,
     /// Cache prefix URL (a path, file://, s3://bucket/prefix): derived artifacts are read from
     /// and written back to it, and genes are served from the gene-major pack `precompute` builds.

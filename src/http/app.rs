@@ -259,9 +259,8 @@ struct Ctx<'a> {
 }
 
 impl App {
-    /// Build an app over `catalog`.
-    /// Rendered artifacts are kept in the catalogue's memory budget (see
-    /// [`Catalog::budget`]), next to the atlases' own buffers.
+    /// Build an app over `catalog`. Rendered artifacts are kept in the catalogue's memory
+    /// budget (see [`Catalog::budget`]), next to the atlases' own buffers.
     pub fn new(catalog: Catalog, config: AppConfig) -> Self {
         let rendered = catalog.budget().scope();
         let atlases: std::collections::HashMap<String, AtlasCacheState> = catalog
