@@ -231,3 +231,43 @@ async fn rewriting_a_store_on_s3_with_identical_metadata_changes_the_fingerprint
     assert_eq!(second, expected_score(&python, &local));
     assert!(timing.contains("computed"), "{timing}");
 }
+
+#[tokio::test]
+async fn on_a_versioned_bucket_even_an_immediate_rewrite_changes_the_fingerprint() {
+    let Some(python) = anndata_python() else {
+        return;
+    };
+    let Some(moto) = common::moto::moto().await else {
+        return;
+    };
+    let bucket = "fingerprint-versioned";
+    let root = moto.bucket(bucket).await;
+    let versioning = common::fetch(
+        http::Method::PUT,
+        &format!("{}/{bucket}?versioning", moto.endpoint),
+        &[],
+        br#"<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Status>Enabled</Status></VersioningConfiguration>"#.to_vec(),
+    )
+    .await;
+    assert_eq!(versioning.status, 200, "enable versioning");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let local = dir.path().join("atlas.zarr");
+    let (store_url, cache_url) = (format!("{root}/atlas.zarr"), format!("{root}/cache"));
+    let metadata_key = object_store::path::Path::from("atlas.zarr/zarr.json");
+    let client = moto.client(bucket);
+
+    write_atlas(&python, &local, 1, 3);
+    moto.upload(bucket, "atlas.zarr", &local).await;
+    let first_meta = client.head(&metadata_key).await.expect("head zarr.json");
+    let (first_fp, first, _) = serve_score(&store_url, &cache_url).await;
+    write_atlas(&python, &local, 2, 3);
+    moto.upload(bucket, "atlas.zarr", &local).await;
+    let second_meta = client.head(&metadata_key).await.expect("head zarr.json");
+    assert_eq!(first_meta.e_tag, second_meta.e_tag);
+    assert!(first_meta.version.is_some(), "{first_meta:?}");
+    assert_ne!(first_meta.version, second_meta.version);
+    let (second_fp, second, _) = serve_score(&store_url, &cache_url).await;
+    assert_ne!(second_fp, first_fp);
+    assert_ne!(second, first);
+    assert_eq!(second, expected_score(&python, &local));
+}
