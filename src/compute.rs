@@ -110,6 +110,25 @@ where
     }
 }
 
+/// Work touching fewer values than this runs inline in [`run_sized`]: tens of microseconds,
+/// less than handing it to another thread costs.
+pub const INLINE_BELOW: usize = 1 << 16;
+
+/// [`offload`] `work` that touches about `values` values — or, below [`INLINE_BELOW`], run it
+/// right here (it is too small to hold up the executor, and a thread hand-off would cost more
+/// than the work). Large atlases always go through [`offload`].
+pub async fn run_sized<T, F>(values: usize, work: F) -> Result<T, ComputeError>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    if values < INLINE_BELOW {
+        Ok(work())
+    } else {
+        offload(work).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,7 @@ use super::array::{Numbers, ZArray};
 use super::layout::{Compressed, MatrixMeta, SparseMeta};
 use super::sparse::{checked_indices, checked_indptr};
 use super::store::AnnDataStore;
-use crate::compute::{ComputeError, offload};
+use crate::compute::{ComputeError, run_sized};
 use crate::memory::{TooLarge, bytes_of, try_filled, try_with_capacity};
 
 /// Most stored values read per block when a CSR column is gathered by scanning rows (fewer
@@ -110,7 +110,7 @@ impl AnnDataStore {
         )?;
         let meta = meta.clone();
         let key = meta.key.clone();
-        offload(move || {
+        run_sized(indices.len() + indptr.len(), move || {
             if data.len() as u64 != meta.nnz || indices.len() as u64 != meta.nnz {
                 return Err(AnnDataError::Structure {
                     key: meta.key.clone(),
@@ -190,9 +190,11 @@ impl AnnDataStore {
                 let arrays = self.read_sparse(meta).await?;
                 let key = meta.key.clone();
                 let is_csr = meta.compressed == Compressed::Rows;
-                let out = offload(move || densify(&arrays, values, cols, is_csr, &key))
-                    .await
-                    .map_err(|e| compute_error(&meta.key, e))??;
+                let out = run_sized(arrays.indices.len() + values as usize, move || {
+                    densify(&arrays, values, cols, is_csr, &key)
+                })
+                .await
+                .map_err(|e| compute_error(&meta.key, e))??;
                 Ok((out, width))
             }
         }
@@ -230,9 +232,11 @@ impl AnnDataStore {
         let raw = indptr.read_numbers(None).await?;
         let meta = meta.clone();
         let key = meta.key.clone();
-        offload(move || checked_indptr(&meta.key, &raw, meta.major(), meta.nnz))
-            .await
-            .map_err(|e| compute_error(&key, e))?
+        run_sized(raw.len(), move || {
+            checked_indptr(&meta.key, &raw, meta.major(), meta.nnz)
+        })
+        .await
+        .map_err(|e| compute_error(&key, e))?
     }
 
     async fn read_csc_column(
@@ -320,7 +324,7 @@ impl AnnDataStore {
             }
             let indices = indices_array.read_numbers(Some(first..last)).await?;
             let (ptr, key_for_job) = (indptr.clone(), key.clone());
-            let hits = offload(move || {
+            let hits = run_sized(indices.len(), move || {
                 let positions = checked_indices::<u64>(&key_for_job, &indices, n_vars, first)?;
                 let mut hits: Vec<(usize, usize)> = Vec::new();
                 for r in block_start..row {

@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::fields::FieldKind;
 use super::{CategoricalField, Dataset, DatasetError, items};
-use crate::compute::offload;
+use crate::compute::run_sized;
 use crate::model::categories::CodesDtype;
 use crate::model::centroids::compute_centroids;
 use crate::model::continuous::finite_min_max;
@@ -174,7 +174,7 @@ impl Dataset {
             for (&dim, embedding) in dims.iter().zip(&embeddings) {
                 let (cat, embedding, params) =
                     (cat.clone(), embedding.clone(), self.centroid_params);
-                centroid_tasks.push(offload(move || {
+                centroid_tasks.push(run_sized(cat.codes.len() * usize::from(dim), move || {
                     compute_centroids(
                         &embedding.values,
                         usize::from(dim),

@@ -5,7 +5,7 @@
 //! edge list, the gene index, X's `indptr`, the JSON documents — lives in the process's
 //! [`MemoryBudget`] (one byte-weighted LRU for every atlas), so it can be evicted and is
 //! recomputed on demand; concurrent requests compute each buffer once. CPU-bound steps run off
-//! the async executor through [`crate::compute::offload`], so a request deadline interrupts
+//! the async executor through [`crate::compute::run_sized`], so a request deadline interrupts
 //! them.
 
 mod context;
@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 
 use crate::anndata::{AnnDataLayout, AnnDataStore, ColumnEncoding, ColumnMeta, MatrixMeta};
-use crate::compute::offload;
+use crate::compute::run_sized;
 use crate::memory::{BudgetScope, MemoryBudget, Weighed};
 use crate::model::categories::{CodesBuffer, MAX_CATEGORIES, encode_codes};
 use crate::model::centroids::CentroidParams;
@@ -410,9 +410,12 @@ impl Dataset {
                             ))
                         })?;
                     let data = self.store.read_column(column).await?;
-                    offload(move || fields::string_values(&data)).await?
+                    run_sized(self.layout.n_vars as usize, move || {
+                        fields::string_values(&data)
+                    })
+                    .await?
                 };
-                Ok::<_, DatasetError>(offload(move || GeneIndex::new(&ids)).await?)
+                Ok::<_, DatasetError>(run_sized(ids.len(), move || GeneIndex::new(&ids)).await?)
             })
             .await?)
     }
@@ -449,7 +452,7 @@ impl Dataset {
                     self.layout.n_obs as usize,
                     self.options.normalize_embeddings,
                 );
-                offload(move || {
+                run_sized(values.len(), move || {
                     let non_finite = count_non_finite(&values);
                     if non_finite > 0 {
                         return Err(ModelError::NonFiniteEmbedding { count: non_finite });
@@ -471,7 +474,10 @@ impl Dataset {
             .memory
             .get_or_try_insert(items::categorical(index), async {
                 let data = self.store.read_column(&field.column).await?;
-                let (labels, codes) = offload(move || fields::categorical_view(&data)).await?;
+                let (labels, codes) = run_sized(self.layout.n_obs as usize, move || {
+                    fields::categorical_view(&data)
+                })
+                .await?;
                 Ok::<_, DatasetError>(CategoricalField { labels, codes })
             })
             .await?)
@@ -500,7 +506,12 @@ impl Dataset {
             .memory
             .get_or_try_insert(items::continuous(index), async {
                 let data = self.store.read_column(&field.column).await?;
-                Ok::<_, DatasetError>(offload(move || fields::numeric_values(&data)).await?)
+                Ok::<_, DatasetError>(
+                    run_sized(self.layout.n_obs as usize, move || {
+                        fields::numeric_values(&data)
+                    })
+                    .await?,
+                )
             })
             .await?)
     }
@@ -549,7 +560,10 @@ impl Dataset {
                     let arrays = self.store.read_sparse(meta).await?;
                     let n = self.layout.n_obs as usize;
                     Ok::<_, DatasetError>(
-                        offload(move || edges_from_arrays(n, &arrays, csc)).await??,
+                        run_sized(arrays.indices.len() + n, move || {
+                            edges_from_arrays(n, &arrays, csc)
+                        })
+                        .await??,
                     )
                 })
                 .await?,
@@ -575,13 +589,13 @@ impl Dataset {
             return Err(DatasetError::NotFound("Points data not available".into()));
         }
         let embedding = self.embedding(dim).await?;
-        Ok(offload(move || f32_bytes(&embedding.values)).await?)
+        Ok(run_sized(embedding.values.len(), move || f32_bytes(&embedding.values)).await?)
     }
 
     /// `obs/<field>.values.f32`.
     pub async fn obs_values(&self, index: usize) -> Result<Bytes, DatasetError> {
         let values = self.continuous(index).await?;
-        Ok(offload(move || f32_bytes(&values)).await?)
+        Ok(run_sized(values.len(), move || f32_bytes(&values)).await?)
     }
 
     /// The categorical view of field `index`, or `NotFound` when it has too many categories.
@@ -600,8 +614,10 @@ impl Dataset {
     /// `obs/<field>.codes.u8|u16`.
     pub async fn obs_codes(&self, index: usize) -> Result<Bytes, DatasetError> {
         let cat = self.served_categorical(index).await?;
-        let CodesBuffer { bytes, .. } =
-            offload(move || encode_codes(&cat.codes, cat.labels.len())).await??;
+        let CodesBuffer { bytes, .. } = run_sized(cat.codes.len(), move || {
+            encode_codes(&cat.codes, cat.labels.len())
+        })
+        .await??;
         Ok(Bytes::from(bytes))
     }
 
@@ -610,15 +626,18 @@ impl Dataset {
         let cat = self.served_categorical(index).await?;
         let latent = self.latent().await?;
         let min_points = self.centroid_params.min_points;
-        let values = offload(move || {
-            outlier_quantiles(
-                latent.as_deref().map(|l| (l.values.as_slice(), l.k)),
-                &cat.codes,
-                cat.labels.len(),
-                min_points,
-            )
-            .map(|values| f32_bytes(&values))
-        })
+        let values = run_sized(
+            cat.codes.len() * latent.as_ref().map_or(1, |l| l.k.max(1)),
+            move || {
+                outlier_quantiles(
+                    latent.as_deref().map(|l| (l.values.as_slice(), l.k)),
+                    &cat.codes,
+                    cat.labels.len(),
+                    min_points,
+                )
+                .map(|values| f32_bytes(&values))
+            },
+        )
         .await??;
         Ok(values)
     }
@@ -691,7 +710,7 @@ impl Dataset {
             }
             x => self.store.read_gene_column(x, n_obs, gene).await?,
         };
-        Ok(offload(move || f32_bytes(&column)).await?)
+        Ok(run_sized(column.len(), move || f32_bytes(&column)).await?)
     }
 
     /// `connectivity/edges.src.bin` (`source = true`) or `edges.dst.bin`.
@@ -700,7 +719,7 @@ impl Dataset {
             .edges()
             .await?
             .ok_or_else(|| DatasetError::NotFound("Connectivity data not available".into()))?;
-        Ok(offload(move || {
+        Ok(run_sized(edges.dst.len(), move || {
             Bytes::from(if source {
                 edges.src_bytes()
             } else {
@@ -732,7 +751,7 @@ impl Dataset {
             self.layout.n_obs as usize,
             self.options.normalize_embeddings,
         );
-        Ok(offload(move || {
+        Ok(run_sized(raw.len(), move || {
             scale_vector_field_in_place(&mut raw, n, usize::from(dim), &embedding.norm, normalize)
                 .map(|()| f32_bytes(&raw))
         })

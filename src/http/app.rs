@@ -166,7 +166,7 @@ impl Rendered {
             return Ok(body.clone());
         }
         let gzipped = self.gzipped.clone();
-        crate::compute::offload(move || {
+        crate::compute::run_sized(gzipped.len() * 4, move || {
             use std::io::Read;
             let mut out = Vec::new();
             flate2::read::GzDecoder::new(&gzipped[..])
