@@ -334,6 +334,24 @@ pub fn human_bytes(bytes: Option<u64>) -> String {
     }
 }
 
+/// Make the allocator hand buffers the budget lets go of back to the operating system.
+///
+/// glibc's `malloc` raises its mmap threshold each time a large block is freed (up to 32 MiB);
+/// from then on buffers up to that size come from its heap arenas and stay resident after the
+/// budget evicts them, so a process serving a catalogue holds far more than its budget
+/// (measured with five 1M-cell atlases under load and a 256 MiB budget: 911 MiB resident,
+/// 321 MiB once pinned). Pinning the threshold at 1 MiB gives every larger buffer a mapping of
+/// its own, unmapped when freed. Call once at start, before other threads allocate; a no-op
+/// on other C libraries and systems.
+pub fn return_freed_buffers_to_the_os() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `mallopt` only sets an allocator tunable; it is called at start, before the
+    // runtime's threads exist.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
 /// Bytes of `count` values of `T` (`None` on overflow).
 pub fn bytes_of<T>(count: u64) -> Option<u64> {
     count.checked_mul(std::mem::size_of::<T>() as u64)

@@ -364,6 +364,7 @@ impl ZArray {
                 self.key
             )
         })?;
+        #[allow(irrefutable_let_patterns)] // one variant without the `h5ad` feature
         if let Backing::Zarr(array) = &self.backing {
             let origin = vec![0; array.dimensionality()];
             let chunk = array
