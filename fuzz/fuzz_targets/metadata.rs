@@ -13,7 +13,7 @@ use bytes::Bytes;
 use cellucid_edge::catalog::Catalog;
 use cellucid_edge::dataset::{Dataset, DatasetContext, DatasetOptions};
 use cellucid_edge::http::{App, AppConfig};
-use cellucid_edge::store::{ReadMetrics, StoreLocation};
+use cellucid_edge::store::StoreLocation;
 use http::Request;
 use libfuzzer_sys::fuzz_target;
 use object_store::memory::InMemory;

@@ -5,7 +5,7 @@
 
 #![no_main]
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use arbitrary::Arbitrary;
@@ -14,7 +14,6 @@ use cellucid_edge::catalog::Catalog;
 use cellucid_edge::dataset::{DatasetContext, DatasetOptions};
 use cellucid_edge::http::{App, AppConfig};
 use cellucid_edge::share::{self, ShareSecret};
-use cellucid_edge::store::ReadMetrics;
 use http::{HeaderName, HeaderValue, Method, Request, StatusCode};
 use libfuzzer_sys::fuzz_target;
 
