@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    cellucid_edge::memory::return_freed_buffers_to_the_os();
+    cellucid_edge::memory::start_releasing_freed_memory();
     let args = cli::Cli::parse();
     cli::init_logging(&args.global);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

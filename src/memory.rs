@@ -94,6 +94,14 @@ struct Inner {
     cache: moka::future::Cache<BudgetKey, Entry>,
     capacity: u64,
     next_scope: AtomicU64,
+    /// Working memory of computations in flight, in KiB (see [`MemoryBudget::working`]).
+    working: Arc<tokio::sync::Semaphore>,
+}
+
+/// Room reserved for the transient buffers of one computation; released when dropped.
+#[derive(Debug)]
+pub struct WorkingMemory {
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// The process-wide memory budget (cheap to clone; clones share the same LRU).
@@ -143,8 +151,33 @@ impl MemoryBudget {
                 cache,
                 capacity,
                 next_scope: AtomicU64::new(1),
+                working: Arc::new(tokio::sync::Semaphore::new(
+                    usize::try_from(capacity / WEIGHT_UNIT).unwrap_or(usize::MAX >> 4),
+                )),
             }),
         }
+    }
+
+    /// Reserve `bytes` of working memory for one computation's transient buffers (what it
+    /// reads and converts before its result enters the cache), waiting while computations in
+    /// flight already hold the budget's capacity. This bounds what concurrent cache misses
+    /// hold besides the cache — under load with a budget smaller than the working set, many
+    /// misses at once would otherwise each read their own 100 MB inputs. A reservation larger
+    /// than the capacity takes the whole capacity (it runs alone).
+    pub async fn working(&self, bytes: u64) -> WorkingMemory {
+        let kib = bytes
+            .div_ceil(WEIGHT_UNIT)
+            .clamp(1, (self.inner.capacity / WEIGHT_UNIT).max(1));
+        let kib = u32::try_from(kib).unwrap_or(u32::MAX);
+        let permit = self
+            .inner
+            .working
+            .clone()
+            .acquire_many_owned(kib)
+            .await
+            // The semaphore is never closed.
+            .unwrap_or_else(|_| unreachable!("the working-memory semaphore is never closed"));
+        WorkingMemory { _permit: permit }
     }
 
     /// Capacity in bytes: the most the entries may hold, and the largest single buffer.
@@ -334,21 +367,34 @@ pub fn human_bytes(bytes: Option<u64>) -> String {
     }
 }
 
-/// Make the allocator hand buffers the budget lets go of back to the operating system.
+/// Hand the memory freed by evictions and finished computations back to the operating system,
+/// once a second, from a background thread.
 ///
-/// glibc's `malloc` raises its mmap threshold each time a large block is freed (up to 32 MiB);
-/// from then on buffers up to that size come from its heap arenas and stay resident after the
-/// budget evicts them, so a process serving a catalogue holds far more than its budget
-/// (measured with five 1M-cell atlases under load and a 256 MiB budget: 911 MiB resident,
-/// 321 MiB once pinned). Pinning the threshold at 1 MiB gives every larger buffer a mapping of
-/// its own, unmapped when freed. Call once at start, before other threads allocate; a no-op
-/// on other C libraries and systems.
-pub fn return_freed_buffers_to_the_os() {
+/// glibc's `malloc` keeps freed blocks in its per-thread arenas for reuse (its mmap threshold
+/// grows to 32 MiB as large blocks are freed, so even multi-megabyte buffers land there): a
+/// process serving a catalogue under load then stays far above its budget (measured with five
+/// 1M-cell atlases, a 256 MiB budget and 64 connections: 911 MiB resident). `malloc_trim`
+/// returns the free pages of every arena; allocation itself stays as fast as before (pinning
+/// the mmap threshold instead doubled the CPU of a CSR gene scan). A no-op on other C
+/// libraries and systems. Call once at start.
+pub fn start_releasing_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: `mallopt` only sets an allocator tunable; it is called at start, before the
-    // runtime's threads exist.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    {
+        let spawned = std::thread::Builder::new()
+            .name("malloc-trim".into())
+            .spawn(|| {
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                    // SAFETY: `malloc_trim` is thread-safe (it takes each arena's lock) and
+                    // only releases pages of free blocks.
+                    unsafe {
+                        libc::malloc_trim(0);
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(target: "cellucid_edge::memory", "freed memory will stay with the allocator: {e}");
+        }
     }
 }
 
@@ -463,6 +509,24 @@ mod tests {
             .get_or_try_insert(ItemKey::Named("fails"), async { Ok(Blob(2)) })
             .await;
         assert_eq!(retried.unwrap().0, 2);
+    }
+
+    #[tokio::test]
+    async fn working_memory_is_bounded_by_the_capacity() {
+        let budget = MemoryBudget::new(1 << 20);
+        let a = budget.working(600 << 10).await;
+        // A second 600 KiB reservation waits until the first is released.
+        let waiting = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            budget.working(600 << 10),
+        )
+        .await;
+        assert!(waiting.is_err(), "over capacity: must wait");
+        drop(a);
+        let _b = budget.working(600 << 10).await;
+        // Larger than the capacity: takes all of it, never fails.
+        drop(_b);
+        let _all = budget.working(10 << 30).await;
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::Instant;
 use cellucid_edge::lambda::{self, LambdaConfig, LambdaHandler};
 
 fn main() -> ExitCode {
-    cellucid_edge::memory::return_freed_buffers_to_the_os();
+    cellucid_edge::memory::start_releasing_freed_memory();
     let started = Instant::now();
     let config = match LambdaConfig::from_env() {
         Ok(config) => config,

@@ -394,6 +394,7 @@ impl Dataset {
         Ok(self
             .memory
             .get_or_try_insert(items::GENES, async {
+                let _working = self.working(self.layout.n_vars, 64).await;
                 let ids = if self.options.gene_id_column == "index" {
                     self.store.read_index(&self.layout.var).await?
                 } else {
@@ -438,6 +439,7 @@ impl Dataset {
         Ok(self
             .memory
             .get_or_try_insert(items::embedding(dim), async {
+                let _working = self.working(self.layout.n_obs, u64::from(dim) * 8).await;
                 let entry = self.obsm_entry(&key)?;
                 let (mut values, d) = self
                     .store
@@ -473,6 +475,7 @@ impl Dataset {
         Ok(self
             .memory
             .get_or_try_insert(items::categorical(index), async {
+                let _working = self.working(self.layout.n_obs, 48).await;
                 let data = self.store.read_column(&field.column).await?;
                 let (labels, codes) = run_sized(self.layout.n_obs as usize, move || {
                     fields::categorical_view(&data)
@@ -505,6 +508,7 @@ impl Dataset {
         Ok(self
             .memory
             .get_or_try_insert(items::continuous(index), async {
+                let _working = self.working(self.layout.n_obs, 16).await;
                 let data = self.store.read_column(&field.column).await?;
                 Ok::<_, DatasetError>(
                     run_sized(self.layout.n_obs as usize, move || {
@@ -532,6 +536,10 @@ impl Dataset {
         Ok(Some(
             self.memory
                 .get_or_try_insert(items::LATENT, async {
+                    let width = entry.shape.get(1).copied().unwrap_or(1);
+                    let _working = self
+                        .working(self.layout.n_obs, width.saturating_mul(8))
+                        .await;
                     let (values, k) = self
                         .store
                         .read_matrix_f32(&entry.matrix, self.layout.n_obs)
@@ -557,6 +565,7 @@ impl Dataset {
         Ok(Some(
             self.memory
                 .get_or_try_insert(items::EDGES, async {
+                    let _working = self.working(meta.nnz, 40).await;
                     let arrays = self.store.read_sparse(meta).await?;
                     let n = self.layout.n_obs as usize;
                     Ok::<_, DatasetError>(
@@ -570,6 +579,14 @@ impl Dataset {
         ))
     }
 
+    /// Working memory for a buffer of `values` values of about `bytes_per_value` bytes each
+    /// in flight (raw and converted), reserved in the budget while it is built.
+    async fn working(&self, values: u64, bytes_per_value: u64) -> crate::memory::WorkingMemory {
+        self.budget()
+            .working(values.saturating_mul(bytes_per_value))
+            .await
+    }
+
     /// X's validated `indptr` (CSR X), read once and kept in the budget.
     async fn x_indptr(
         &self,
@@ -578,6 +595,7 @@ impl Dataset {
         Ok(self
             .memory
             .get_or_try_insert(items::X_INDPTR, async {
+                let _working = self.working(self.layout.n_obs, 24).await;
                 Ok::<_, DatasetError>(self.store.read_csr_indptr(meta).await?)
             })
             .await?)
@@ -703,12 +721,22 @@ impl Dataset {
         let (n_obs, gene) = (self.layout.n_obs, gene as u64);
         let column = match &self.layout.x {
             MatrixMeta::Csr(meta) => {
+                // `indptr` first: its own reservation is taken and released before this one.
                 let indptr = self.x_indptr(meta).await?;
+                // A column, and one block of indices and data at a time.
+                let _working = self
+                    .budget()
+                    .working(n_obs.saturating_mul(8).saturating_add(64 << 20))
+                    .await;
                 self.store
                     .scan_csr_column(meta, n_obs, gene, &indptr)
                     .await?
             }
-            x => self.store.read_gene_column(x, n_obs, gene).await?,
+            x => {
+                let decoded = self.gene_read_cost().map_or(n_obs, |(values, _)| values);
+                let _working = self.working(decoded, 8).await;
+                self.store.read_gene_column(x, n_obs, gene).await?
+            }
         };
         Ok(run_sized(column.len(), move || f32_bytes(&column)).await?)
     }
