@@ -41,6 +41,13 @@ fn anndata_python() -> Option<PathBuf> {
     })
 }
 
+/// A file under `tests/fixtures/`.
+fn fixture_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(relative)
+}
+
 fn skipped_keys(report: &ConvertReport) -> Vec<String> {
     report
         .skipped
@@ -240,12 +247,9 @@ async fn malformed_h5ad_files_give_clear_errors() {
         );
     }
 
-    // Valid HDF5, not AnnData.
+    // Valid HDF5, not AnnData (h5py: one empty group `foo`).
     let other = dir.path().join("other.h5ad");
-    {
-        let file = hdf5::File::create(&other).unwrap();
-        file.create_group("foo").unwrap();
-    }
+    std::fs::copy(fixture_path("hdf5/not_anndata.h5"), &other).unwrap();
     let msg = open_error(&other).await;
     assert!(msg.contains("obs") && msg.contains("missing"), "{msg}");
     let err = convert_error(&other, &out).await;
