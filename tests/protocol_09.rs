@@ -1,11 +1,13 @@
 //! The Cellucid 0.9 protocol under `/v0.9` (shared/docs/protocol-0.9.md): range, ETag, 304,
 //! 416 and If-Range semantics on Zarr folders (v2, v3), `.zarr.zip` and `.h5ad`, locally and
 //! over a real moto S3 server; absent keys; synthesised consolidated metadata (checked against
-//! zarrs, zarr-python and cellucid 0.9.5's own generator when Python is available); the
-//! datasets document against the 0.9.5 validator; a browser-style client through `serve` and
-//! through the Lambda handler.
+//! zarrs, zarr-python and cellucid 0.9.5's own generator, in the Python `common/python.rs`
+//! provisions); the datasets document against the 0.9.5 validator; a browser-style client
+//! through `serve` and through the Lambda handler.
 
 mod common;
+#[path = "common/python.rs"]
+mod python;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -472,21 +474,7 @@ fn unconsolidated(version: &str, dir: &Path) -> PathBuf {
     out
 }
 
-fn python_with(var: &str, default: &str, module: &str) -> Option<String> {
-    let python = std::env::var(var).unwrap_or_else(|_| default.to_string());
-    let ok = std::process::Command::new(&python)
-        .args(["-c", &format!("import {module}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if ok {
-        Some(python)
-    } else {
-        eprintln!("SKIPPED part: no Python with `{module}` at {python} (set {var})");
-        None
-    }
-}
-
-fn run_python(python: &str, script: &str, args: &[&str]) -> String {
+fn run_python(python: &Path, script: &str, args: &[&str]) -> String {
     let out = std::process::Command::new(python)
         .arg("-c")
         .arg(script)
@@ -502,14 +490,17 @@ fn run_python(python: &str, script: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-const C095_DEFAULT: &str = "/work/venv-c095/bin/python";
-const REF_DEFAULT: &str = "/work/venv-ref/bin/python";
-
 #[tokio::test]
 async fn synthesised_consolidated_metadata_opens_everywhere() {
     let tmp = tempfile::tempdir().unwrap();
-    let c095 = python_with("CELLUCID_095_PYTHON", C095_DEFAULT, "cellucid");
-    let zarr_py = python_with("CELLUCID_REF_PYTHON", REF_DEFAULT, "zarr");
+    let c095 = python::python(
+        python::Need::Cellucid095,
+        "protocol_09: cellucid 0.9.5's consolidated metadata, byte for byte",
+    );
+    let zarr_py = python::python(
+        python::Need::Anndata,
+        "protocol_09: zarr-python opens the synthesised consolidated metadata",
+    );
     for version in ["v2", "v3"] {
         let store = unconsolidated(version, tmp.path());
         let app = app_for(&store.to_string_lossy(), FrontendConfig::default()).await;
@@ -614,7 +605,10 @@ async fn synthesised_consolidated_metadata_opens_everywhere() {
 
 #[tokio::test]
 async fn datasets_document_passes_the_095_validator() {
-    let Some(python) = python_with("CELLUCID_095_PYTHON", C095_DEFAULT, "cellucid") else {
+    let Some(python) = python::python(
+        python::Need::Cellucid095,
+        "protocol_09: cellucid 0.9.5's validator on /v0.9/_cellucid/datasets",
+    ) else {
         return;
     };
     let mut docs = Vec::new();
@@ -1016,7 +1010,10 @@ async fn fetch(url: &str, headers: &[(&str, &str)]) -> (u16, http::HeaderMap, Ve
 async fn ready_copy_of_a_csr_atlas() {
     use cellucid_edge::v09::ready::{ReadyOptions, identity_of, write_ready};
     let tmp = tempfile::tempdir().unwrap();
-    let c095 = python_with("CELLUCID_095_PYTHON", C095_DEFAULT, "cellucid");
+    let c095 = python::python(
+        python::Need::Cellucid095,
+        "protocol_09: cellucid 0.9.5 reads the ready copy as ready",
+    );
     for version in ["v2", "v3"] {
         let src = fixture_store("edge", version);
         let dataset = common::open_dataset(&src.to_string_lossy()).await.unwrap();
