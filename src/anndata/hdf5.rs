@@ -15,6 +15,7 @@ mod read;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use hdf5_reader::group::Group;
 use hdf5_reader::{Datatype, Hdf5File};
@@ -228,7 +229,9 @@ impl H5adFile {
 #[derive(Clone)]
 pub struct H5Array {
     key: String,
-    ds: hdf5_reader::Dataset,
+    // Shared: a dataset handle is a few hundred bytes, and every read moves one to the
+    // blocking pool.
+    ds: Arc<hdf5_reader::Dataset>,
     kind: ElementKind,
     type_name: String,
 }
@@ -260,7 +263,7 @@ impl H5Array {
             key: key.to_string(),
             kind: dtype::element_kind(td),
             type_name: dtype::type_name(td),
-            ds,
+            ds: Arc::new(ds),
         }
     }
 

@@ -6,9 +6,10 @@
 //! 1. the interpreter named by the need's environment variable (`CELLUCID_TEST_PYTHON`,
 //!    `CELLUCID_095_PYTHON`), which must then have the modules (a wrong one fails the test);
 //! 2. otherwise one virtualenv under the target directory (`<target>/test-python/venv`),
-//!    created on first use with the pinned [`REQUIREMENTS`] — once per machine, guarded by a
-//!    file lock so parallel tests and test binaries create it once (about a minute and ~400 MB;
-//!    `CELLUCID_TEST_PROVISION=0` turns creation off).
+//!    created on first use by `tests/tools/test-python.sh` with the pins of
+//!    `tests/tools/requirements*.txt` — once, guarded by a file lock so parallel tests and test
+//!    binaries create it once (about a minute and ~400 MB; `CELLUCID_TEST_PROVISION=0` turns
+//!    creation off). `.ci/run` starts the same script early, in the background.
 //!
 //! When neither gives an interpreter, the check cannot run: under `CI` that is a test failure;
 //! elsewhere the test says so in one loud line on the real stderr (which `cargo test` shows,
@@ -22,19 +23,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-
-/// Packages of the test venv, pinned like the reference venv (`shared/tools/reference-env.sh`).
-pub const REQUIREMENTS: &[&str] = &[
-    "anndata==0.12.19",
-    "zarr==3.1.6",
-    "numcodecs==0.16.6",
-    "h5py==3.16.0",
-];
-
-/// Installed without its dependencies: the checks import `cellucid._anndata_files`,
-/// `cellucid._contracts` and `cellucid.jupyter._wire`, which need only the packages above
-/// (its Jupyter dependencies would add ~150 MB).
-pub const NO_DEPS_REQUIREMENTS: &[&str] = &["cellucid==0.9.5"];
 
 /// What a check needs from Python.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,30 +88,9 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
 }
 
-/// What the marker file of a complete venv holds.
-fn spec() -> String {
-    let mut lines: Vec<&str> = REQUIREMENTS.to_vec();
-    lines.push("--no-deps");
-    lines.extend(NO_DEPS_REQUIREMENTS);
-    lines.join("\n")
-}
-
-fn run(step: &str, command: &mut Command) -> Result<(), String> {
-    let out = command
-        .output()
-        .map_err(|e| format!("{step}: cannot start: {e}"))?;
-    if out.status.success() {
-        return Ok(());
-    }
-    Err(format!(
-        "{step} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    ))
-}
-
-/// Create (or reuse) the test venv; returns its interpreter.
+/// Create (or reuse) the test venv with `tests/tools/test-python.sh` (pins in
+/// `tests/tools/requirements*.txt`), under a lock so one process creates it; returns its
+/// interpreter.
 fn provision() -> Result<PathBuf, String> {
     if std::env::var("CELLUCID_TEST_PROVISION").is_ok_and(|v| v == "0") {
         return Err("creating the test venv is turned off (CELLUCID_TEST_PROVISION=0)".into());
@@ -132,46 +99,25 @@ fn provision() -> Result<PathBuf, String> {
     fs::create_dir_all(&root).map_err(|e| format!("creating {}: {e}", root.display()))?;
     let lock_path = root.join(".lock");
     let lock = File::create(&lock_path).map_err(|e| format!("{}: {e}", lock_path.display()))?;
-    // Held until the end of this function: another test binary waits here, then reuses.
+    // flock(2), as `.ci/run`'s `flock`: another process waits here, then finds the venv ready.
     lock.lock()
         .map_err(|e| format!("locking {}: {e}", lock_path.display()))?;
     let venv = root.join("venv");
-    let python = venv.join("bin/python");
-    let marker = venv.join(".cellucid-test-requirements");
-    if fs::read_to_string(&marker).is_ok_and(|m| m == spec()) && python.exists() {
-        return Ok(python);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/test-python.sh");
+    // Output goes to the real stderr (the script says when it creates the venv; pip's errors).
+    let status = Command::new("bash")
+        .arg(&script)
+        .arg(&venv)
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    if !status.success() {
+        return Err(format!(
+            "{} {} failed ({status}; its output is above)",
+            script.display(),
+            venv.display()
+        ));
     }
-    if venv.exists() {
-        fs::remove_dir_all(&venv).map_err(|e| format!("removing {}: {e}", venv.display()))?;
-    }
-    let base = std::env::var("CELLUCID_TEST_BASE_PYTHON").unwrap_or_else(|_| "python3".into());
-    write_stderr(&format!(
-        "test-python: creating {} with {} (once; about a minute)",
-        venv.display(),
-        spec().replace('\n', " ")
-    ));
-    run(
-        "python3 -m venv",
-        Command::new(&base).args(["-m", "venv"]).arg(&venv),
-    )?;
-    let pip = |args: &[&str]| {
-        let mut command = Command::new(&python);
-        command.args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-        ]);
-        command.args(args);
-        command
-    };
-    run("pip install", &mut pip(REQUIREMENTS))?;
-    let mut no_deps = vec!["--no-deps"];
-    no_deps.extend(NO_DEPS_REQUIREMENTS);
-    run("pip install --no-deps", &mut pip(&no_deps))?;
-    fs::write(&marker, spec()).map_err(|e| format!("{}: {e}", marker.display()))?;
-    Ok(python)
+    Ok(venv.join("bin/python"))
 }
 
 /// The provisioned venv's interpreter (created at most once per process).
