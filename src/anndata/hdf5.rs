@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hdf5_reader::group::Group;
-use hdf5_reader::{Datatype, Hdf5File};
+use hdf5_reader::{Datatype, Hdf5File, OpenOptions};
 
 use super::AnnDataError;
 use super::array::{ElementKind, Numbers};
@@ -68,6 +68,15 @@ fn members(group: &Group, key: &str) -> Result<Vec<(String, NodeKind)>, AnnDataE
     Ok(out)
 }
 
+/// How every file is opened: without the reader's chunk cache. A cache (64 MiB per file by
+/// default, plus a retained copy of every dataset up to 32 MiB read whole) would keep memory
+/// that grows with the number of open atlases and datasets, outside the process's memory
+/// budget; what is worth keeping, the dataset layer memoises. Each read decodes the chunks it
+/// overlaps, as libhdf5 does with chunks larger than its 1 MiB cache.
+fn open_options() -> OpenOptions {
+    OpenOptions::default().with_chunk_cache_bytes(0)
+}
+
 impl H5adFile {
     /// Open `path` read-only. Fails with a clear error for a file that is not HDF5, or that is
     /// shorter than its superblock says (a truncated copy), as libhdf5 does.
@@ -78,7 +87,7 @@ impl H5adFile {
             reason,
         };
         let meta = std::fs::metadata(path).map_err(|e| file_error(e.to_string()))?;
-        let file = Hdf5File::open(path)
+        let file = Hdf5File::open_with_options(path, open_options())
             .map_err(|e| file_error(format!("not a readable HDF5 file ({e})")))?;
         let superblock = file.superblock();
         let declared = superblock
