@@ -11,6 +11,9 @@
 //!    binaries create it once (about a minute and ~400 MB; `CELLUCID_TEST_PROVISION=0` turns
 //!    creation off). `.ci/run` starts the same script early, in the background.
 //!
+//! The S3 tests get `moto_server` the same way ([`moto_server`]): from `PATH`, else from the
+//! venv.
+//!
 //! When neither gives an interpreter, the check cannot run: under `CI` that is a test failure;
 //! elsewhere the test says so in one loud line on the real stderr (which `cargo test` shows,
 //! unlike `eprintln!` output of a passing test) and returns.
@@ -139,6 +142,39 @@ pub fn not_run(what: &str, why: &str) {
     );
     let first_line = why.lines().next().unwrap_or_default();
     write_stderr(&format!("!!! NOT RUN: {what}: {first_line}"));
+}
+
+/// The `moto_server` to start: the one on `PATH`, else the provisioned venv's (`moto[server]`
+/// is in `tests/tools/requirements.txt`). `None` after reporting (see the module docs) that
+/// `what` did not run.
+pub fn moto_server(what: &str) -> Option<PathBuf> {
+    let on_path = Command::new("sh")
+        .args(["-c", "command -v moto_server"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|p| !p.is_empty());
+    if let Some(path) = on_path {
+        return Some(PathBuf::from(path));
+    }
+    match provisioned() {
+        Ok(python) => {
+            let moto = python.with_file_name("moto_server");
+            if moto.exists() {
+                return Some(moto);
+            }
+            not_run(what, &format!("{} has no moto_server", python.display()));
+            None
+        }
+        Err(why) => {
+            not_run(
+                what,
+                &format!("moto_server is not on PATH and the test venv is unavailable: {why}"),
+            );
+            None
+        }
+    }
 }
 
 /// The interpreter for `need`, or `None` after reporting (see the module docs) that `what`
