@@ -8,8 +8,8 @@
 #![cfg(feature = "h5ad")]
 
 mod common;
-#[path = "common/python.rs"]
-mod python;
+
+use common::python;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -6,8 +6,8 @@
 //! through `serve` and through the Lambda handler.
 
 mod common;
-#[path = "common/python.rs"]
-mod python;
+
+use common::python;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

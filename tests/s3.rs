@@ -8,8 +8,8 @@
 //! line — unless `CI` is set, where they fail.
 
 mod common;
-#[path = "common/python.rs"]
-mod python;
+
+use common::python;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

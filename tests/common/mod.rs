@@ -6,6 +6,7 @@
 
 pub mod conformance;
 pub mod moto;
+pub mod python;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

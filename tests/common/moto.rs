@@ -18,8 +18,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
 use tokio::sync::OnceCell;
 
-#[path = "python.rs"]
-mod python;
+use super::python;
 
 /// Credentials and region every test client uses (moto accepts any).
 pub const ACCESS_KEY: &str = "testing";

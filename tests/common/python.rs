@@ -17,9 +17,6 @@
 //! When neither gives an interpreter, the check cannot run: under `CI` that is a test failure;
 //! elsewhere the test says so in one loud line on the real stderr (which `cargo test` shows,
 //! unlike `eprintln!` output of a passing test) and returns.
-//!
-//! Include with `#[path = "common/python.rs"] mod python;`.
-#![allow(dead_code)]
 
 use std::fs::{self, File};
 use std::io::Write;
