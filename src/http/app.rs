@@ -208,9 +208,6 @@ const GENE_PACK_RECHECK: std::time::Duration = std::time::Duration::from_secs(60
 /// Largest computed body also kept uncompressed in the in-memory LRU.
 const KEEP_IDENTITY_BODY_MAX: usize = 64 << 10;
 
-/// Memory of the dense gene blocks of an on-demand pack build (one job).
-const ON_DEMAND_PACK_MEMORY: u64 = 128 << 20;
-
 /// The application: a catalogue plus the HTTP rules around it.
 pub struct App {
     catalog: Catalog,
@@ -745,7 +742,6 @@ impl App {
                 "no gene pack in the cache prefix: building it from X in the background");
             let options = PrecomputeOptions {
                 jobs: 1,
-                memory_budget: ON_DEMAND_PACK_MEMORY,
                 ..PrecomputeOptions::default()
             };
             match build_gene_pack_on_demand(dataset.clone(), &cache, &fingerprint, &options).await {
