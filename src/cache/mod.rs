@@ -7,6 +7,7 @@
 mod fingerprint;
 pub mod gene_pack;
 pub mod gzip;
+pub mod local;
 pub mod plan;
 pub mod precompute;
 pub mod scratch;

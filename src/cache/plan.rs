@@ -211,10 +211,10 @@ pub struct PlanLimits {
     pub gene_block_nnz: Option<u64>,
 }
 
-/// Target stored values per row block of a CSR X with `nnz` values: about 64 row blocks,
+/// Target stored values per row block of a CSR X with `nnz` values: about 128 row blocks,
 /// within [1 Mi, 64 Mi] values.
 pub fn row_block_target(nnz: u64) -> u64 {
-    (nnz / 64).clamp(ROW_BLOCK_MIN_NNZ, ROW_BLOCK_MAX_NNZ)
+    (nnz / 128).clamp(ROW_BLOCK_MIN_NNZ, ROW_BLOCK_MAX_NNZ)
 }
 
 /// Genes per pack block: about 256 blocks of a sparse X (within [2 Mi, 64 Mi] stored values
@@ -403,7 +403,7 @@ mod tests {
             genes_per_block(1_000_000, 20_000, Some(1_000_000_000), None),
             78
         );
-        assert_eq!(row_block_target(1_000_000_000), 15_625_000);
+        assert_eq!(row_block_target(1_000_000_000), 7_812_500);
         // Small atlases: one block of every gene.
         assert_eq!(genes_per_block(480, 120, Some(5_000), None), 120);
         assert_eq!(genes_per_block(480, 120, Some(6_000), Some(500)), 10);

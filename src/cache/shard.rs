@@ -48,14 +48,32 @@ pub fn parse_group_bounds(bytes: &[u8]) -> Result<Range<u64>, String> {
     Ok(start..end)
 }
 
+/// A column index of X as stored (any integer type); `None` when negative.
+pub trait ColumnIndex: Copy {
+    /// The index, if not negative.
+    fn to_u64(self) -> Option<u64>;
+}
+
+macro_rules! column_index {
+    ($($t:ty),*) => {$(
+        impl ColumnIndex for $t {
+            #[inline]
+            fn to_u64(self) -> Option<u64> {
+                u64::try_from(self).ok()
+            }
+        }
+    )*};
+}
+column_index!(i8, i16, i32, i64, u8, u16, u32, u64);
+
 /// Build the shard of rows `rows` of X. `indptr` holds the `rows.len() + 1` absolute row
-/// offsets, `genes` and `values` the stored values from `indptr[0]` on (gene indices already
-/// checked against `blocks.n_genes`).
-pub fn build_shard(
+/// offsets, `genes` (column indices as stored, checked here against `blocks.n_genes`) and
+/// `values` the stored values from `indptr[0]` on.
+pub fn build_shard<G: ColumnIndex>(
     blocks: GeneBlocks,
     rows: Range<u64>,
     indptr: &[u64],
-    genes: &[u32],
+    genes: &[G],
     values: &[f32],
 ) -> Result<Bytes, String> {
     let n_rows = (rows.end - rows.start) as usize;
@@ -72,7 +90,15 @@ pub fn build_shard(
     let n_genes = blocks.n_genes as usize;
     let mut counts = vec![0u32; n_genes];
     for &g in genes {
-        counts[g as usize] += 1;
+        match g.to_u64().filter(|&g| g < blocks.n_genes) {
+            Some(g) => counts[g as usize] += 1,
+            None => {
+                return Err(format!(
+                    "a column index is out of bounds for {n_genes} genes (rows from {})",
+                    rows.start
+                ));
+            }
+        }
     }
     // Word (u32) positions: header, then per group counts, rows, values.
     let n_blocks = blocks.count();
@@ -132,7 +158,8 @@ pub fn build_shard(
         let s = (indptr[r] - first) as usize;
         let e = (indptr[r + 1] - first) as usize;
         for j in s..e {
-            let g = genes[j];
+            // Checked in the counting pass above.
+            let g = genes[j].to_u64().unwrap_or_default() as u32;
             let p = cursor[g as usize];
             cursor[g as usize] = p + 1;
             words[p] = row;
@@ -282,6 +309,8 @@ mod tests {
             n_genes: 2,
             genes_per_block: 1,
         };
-        assert!(build_shard(blocks, 0..1, &[0, 2], &[0], &[1.0]).is_err());
+        assert!(build_shard(blocks, 0..1, &[0, 2], &[0u32], &[1.0]).is_err());
+        assert!(build_shard(blocks, 0..1, &[0, 1], &[-1i32], &[1.0]).is_err());
+        assert!(build_shard(blocks, 0..1, &[0, 1], &[2i64], &[1.0]).is_err());
     }
 }

@@ -235,9 +235,26 @@ async fn transpose_task(env: &TaskEnv, task: u64) -> Result<TaskReport, Precompu
     };
     let blocks = env.plan.gene_blocks();
     let shard = tokio::task::spawn_blocking(move || {
-        let genes = gene_indices(&indices, blocks.n_genes, rows.start)?;
         let values = data.into_f32();
-        build_shard(blocks, rows, &indptr, &genes, &values).map_err(PrecomputeError::InvalidX)
+        macro_rules! shard {
+            ($genes:expr) => {
+                build_shard(blocks, rows, &indptr, $genes, &values)
+                    .map_err(PrecomputeError::InvalidX)
+            };
+        }
+        match &indices {
+            Numbers::I32(v) => shard!(v),
+            Numbers::I64(v) => shard!(v),
+            Numbers::U32(v) => shard!(v),
+            Numbers::U64(v) => shard!(v),
+            Numbers::I16(v) => shard!(v),
+            Numbers::U16(v) => shard!(v),
+            Numbers::I8(v) => shard!(v),
+            Numbers::U8(v) => shard!(v),
+            _ => Err(PrecomputeError::InvalidX(
+                "X's column indices are not integers".into(),
+            )),
+        }
     })
     .await
     .map_err(worker_error)??;
@@ -248,37 +265,6 @@ async fn transpose_task(env: &TaskEnv, task: u64) -> Result<TaskReport, Precompu
         report.bytes_written = len;
     }
     Ok(report)
-}
-
-/// Column indices of X as u32, each checked against `n_genes`.
-fn gene_indices(indices: &Numbers, n_genes: u64, row: u64) -> Result<Vec<u32>, PrecomputeError> {
-    fn convert<T: Copy + TryInto<u64>>(
-        v: &[T],
-        n_genes: u64,
-        row: u64,
-    ) -> Result<Vec<u32>, PrecomputeError> {
-        v.iter()
-            .map(|&x| match x.try_into() {
-                Ok(g) if g < n_genes => Ok(g as u32),
-                _ => Err(PrecomputeError::InvalidX(format!(
-                    "a column index is out of bounds for {n_genes} genes (rows from {row})"
-                ))),
-            })
-            .collect()
-    }
-    match indices {
-        Numbers::I32(v) => convert(v, n_genes, row),
-        Numbers::I64(v) => convert(v, n_genes, row),
-        Numbers::U32(v) => convert(v, n_genes, row),
-        Numbers::U64(v) => convert(v, n_genes, row),
-        Numbers::I16(v) => convert(v, n_genes, row),
-        Numbers::U16(v) => convert(v, n_genes, row),
-        Numbers::I8(v) => convert(v, n_genes, row),
-        Numbers::U8(v) => convert(v, n_genes, row),
-        _ => Err(PrecomputeError::InvalidX(
-            "X's column indices are not integers".into(),
-        )),
-    }
 }
 
 async fn pack_task(env: &TaskEnv, task: u64) -> Result<TaskReport, PrecomputeError> {
