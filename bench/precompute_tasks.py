@@ -44,6 +44,11 @@ S3_GET = 0.0004 / 1000
 SFN_TRANSITION = 0.025 / 1000
 # One vCPU per 1,769 MB of Lambda memory.
 MB_PER_VCPU = 1769
+# Throughput of one task to and from S3 (MB/s): an assumption (a Lambda with a few parallel
+# connections), not a measurement; the local runs read and write a local disk.
+S3_MB_S = 100
+# Peak RSS of a task process that only opens the atlas (the smallest artifact task measured).
+BASE_RSS_MIB = 36
 
 
 def run_task(binary, atlas, cache, phase, task, extra):
@@ -100,19 +105,28 @@ def model(measured, plan, cells, genes, density, concurrency_levels=(100, 1000),
     t_cpu = t["cpu_s"]["median"] / m_row_nnz * row_target
     t_src_bytes = t["source_bytes"]["median"] / m_row_nnz * row_target
     t_src_gets = t["source_gets"]["median"] / m_row_nnz * row_target
-    t_rss = t["peak_rss_mib"]["max"] / m_row_nnz * row_target
+    # Peak RSS: a fixed base (the process with an atlas open) plus what grows with the task.
+    base = BASE_RSS_MIB
+    t_rss = base + (t["peak_rss_mib"]["max"] - base) / m_row_nnz * row_target
     shard_bytes = t["bytes_written"]["median"] / m_row_nnz * row_target
     # Pack: gzip CPU scales with dense bytes (cells x genes in the block), gathering with values.
     p_cpu = p["cpu_s"]["median"] / (m_cells * m_gpb) * (cells * gpb)
     p_written = p["bytes_written"]["median"] / (m_cells * m_gpb) * (cells * gpb)
-    p_rss = p["peak_rss_mib"]["max"] / (m_nnz / m_genes * m_gpb) * (per_gene * gpb) + 4 * cells / MI * 2
+    # Pack: the block's values (8 bytes each) and a dense column per gzip thread.
+    vcpu_threads = max(1, math.ceil(memory_mb / MB_PER_VCPU))
+    p_rss = (base + (p["peak_rss_mib"]["max"] - base - 2 * 4 * m_cells / MI) / (m_nnz / m_genes * m_gpb)
+             * (per_gene * gpb) + vcpu_threads * 4 * cells / MI)
+    a_rss_max = base + (a["peak_rss_mib"]["max"] - base) / m_cells * cells
     # Artifacts: scale with cells (documents, points, obs, edges).
     a_cpu_max = a["cpu_s"]["max"] / m_cells * cells
     a_cpu_sum = a["cpu_s"]["sum"] / m_cells * cells
     vcpu = memory_mb / MB_PER_VCPU
     # A task uses ~1 core for transposing and up to all its vCPUs for gzip (rayon).
-    t_wall = t_cpu / min(1.0, vcpu) + 0.5
-    p_wall = p_cpu / max(1.0, vcpu) + 0.5 + 2 * r * 0.01 / 16  # 2 GETs per shard, 16 in flight
+    block_bytes = 8 * per_gene * gpb
+    t_io = (t_src_bytes + shard_bytes) / (S3_MB_S * 1e6)
+    p_io = (block_bytes + p_written) / (S3_MB_S * 1e6) + 2 * r * 0.02 / 16  # 2 GETs per shard, 16 in flight
+    t_wall = t_cpu / min(1.0, vcpu) + t_io + 0.5
+    p_wall = p_cpu / max(1.0, vcpu) + p_io + 0.5
     a_wall = a_cpu_max / min(1.0, vcpu)
     index_wall = b * 0.02 / 32 + 1
     cleanup_wall = r / 1000 * 0.5 + 1
@@ -120,7 +134,9 @@ def model(measured, plan, cells, genes, density, concurrency_levels=(100, 1000),
            "tasks": {"artifacts": a["tasks"], "transpose": r, "pack": b, "index": 1, "cleanup": 1},
            "per_task": {"transpose_s": t_wall, "transpose_rss_mib": t_rss, "pack_s": p_wall,
                         "pack_rss_mib": p_rss, "largest_artifact_s": a_wall,
-                        "shard_mb": shard_bytes / 1e6, "pack_object_mb": p_written / 1e6},
+                        "largest_artifact_rss_mib": a_rss_max,
+                        "shard_mb": shard_bytes / 1e6, "pack_object_mb": p_written / 1e6,
+                        "transpose_io_s": t_io, "pack_io_s": p_io},
            "walls": {}}
     sfn_wave = 1.0  # Step Functions scheduling + Lambda start per wave (s), measured docs say ~1 s
     for c in concurrency_levels:
@@ -151,15 +167,16 @@ def model_markdown(report):
                      f"{s['peak_rss_mib']['max']:.0f} | {s['bytes_written']['median'] / 1e6:.1f} MB | "
                      f"{s['source_gets']['median']:.0f} / {s['source_bytes']['median'] / 1e6:.1f} MB |")
     lines += ["", "| atlas | stored values | tasks (artifacts / transpose / pack / index / cleanup) "
-              "| per task: transpose, pack (s; MiB) | wall at 100 tasks | wall at 1,000 tasks | S3 GET / PUT "
-              "| Lambda GB-s | AWS cost |", "|---|---|---|---|---|---|---|---|---|"]
+              "| per task: transpose, pack (s; peak MiB) | largest artifact (s; peak MiB) | wall at 100 tasks "
+              "| wall at 1,000 tasks | S3 GET / PUT | Lambda GB-s | AWS cost |", "|---|---|---|---|---|---|---|---|---|---|"]
     for m in report["model"]:
         t = m["tasks"]
         pt = m["per_task"]
         lines.append(
             f"| {m['cells'] / 1e6:.0f}M x {m['genes'] // 1000}k @ {m['density'] * 100:.0f} % | {m['nnz']:.2e} | "
             f"{t['artifacts']} / {t['transpose']} / {t['pack']} / 1 / 1 | {pt['transpose_s']:.0f}, {pt['pack_s']:.0f} "
-            f"({pt['transpose_rss_mib']:.0f}, {pt['pack_rss_mib']:.0f}) | {m['walls'][100] / 60:.1f} min | "
+            f"({pt['transpose_rss_mib']:.0f}, {pt['pack_rss_mib']:.0f}) | {pt['largest_artifact_s']:.0f} "
+            f"({pt['largest_artifact_rss_mib']:.0f}) | {m['walls'][100] / 60:.1f} min | "
             f"{m['walls'][1000] / 60:.1f} min | {m['requests']['get'] / 1e6:.2f} M / {m['requests']['put'] / 1e3:.1f} k | "
             f"{m['gb_seconds']:.0f} | ${m['cost_usd']['total']:.2f} |")
     return "\n".join(lines) + "\n"
@@ -175,8 +192,20 @@ def main():
     p.add_argument("--work", type=Path, default=None)
     p.add_argument("--results", type=Path, default=ROOT / "bench/results")
     p.add_argument("--memory-mb", type=int, default=3008, help="Lambda memory of the model")
+    p.add_argument("--from-json", type=Path, default=None,
+                   help="recompute the model from an earlier RESULTS/precompute-tasks-*.json")
     args = p.parse_args()
     label = args.label or args.atlas.name.removesuffix(".zarr")
+    if args.from_json:
+        report = json.loads(args.from_json.read_text())
+        plan = report["plan"]
+        report["model"] = [model(report["measured"], plan, cells, 30_000, 0.05, memory_mb=args.memory_mb)
+                           for cells in (10_000_000, 50_000_000)]
+        args.from_json.write_text(json.dumps(report, indent=1) + "\n")
+        md = model_markdown(report)
+        (args.results / f"precompute-model-{report['label']}.md").write_text(md)
+        print(md)
+        return
     work = Path(tempfile.mkdtemp(prefix="precompute-tasks-", dir=args.work))
     cache = work / "cache"
     try:

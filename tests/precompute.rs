@@ -506,6 +506,8 @@ async fn small_csr_x_is_packed_on_demand_and_large_x_is_not() {
             );
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
+        // The build task returns right after writing the index.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         // The first of them also reads the pack index (once per process).
         for (i, g) in genes[1..].iter().enumerate() {
             let r = server.get_viewer(&quote_route(&g.route)).await;

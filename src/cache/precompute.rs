@@ -411,12 +411,8 @@ pub async fn build_gene_pack_on_demand(
     let env = local_env(dataset, cache, fingerprint, options).await?;
     let hidden = MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
     let mut summary = PrecomputeSummary::default();
-    let phases = [
-        PhaseName::Transpose,
-        PhaseName::Pack,
-        PhaseName::Index,
-        PhaseName::Cleanup,
-    ];
+    // The private scratch goes with `env`: no cleanup phase, so the index is the last write.
+    let phases = [PhaseName::Transpose, PhaseName::Pack, PhaseName::Index];
     run_phases(&env, &phases, options.jobs, &hidden, &mut summary).await?;
     Ok(summary.genes_packed > 0)
 }
