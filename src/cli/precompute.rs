@@ -76,6 +76,7 @@ pub struct PrecomputeArgs {
 
 impl PrecomputeArgs {
     /// A plain run of every phase with the default settings (what `convert --precompute` does).
+    #[cfg(feature = "h5ad")]
     pub fn whole_run(store: String, cache: String, quiet: bool, atlas: AtlasArgs) -> Self {
         PrecomputeArgs {
             store,
