@@ -420,6 +420,7 @@ impl TaskHandler {
             dataset,
             cache: self.cache.clone(),
             plan,
+            priority: Default::default(),
         };
         Ok(run_task(&env, phase, task).await?)
     }

@@ -90,6 +90,7 @@ async fn single_process_cache(version: &str, dir: &Path, jobs: usize) -> Vec<(St
         jobs,
         spill_dir: dir.join("spill"),
         limits: limits(),
+        ..PrecomputeOptions::default()
     };
     let summary = precompute(dataset, &cache, &fp, &options, &hidden())
         .await
@@ -148,6 +149,7 @@ async fn single_process_run_serves_the_goldens_and_is_idempotent() {
             jobs: 3,
             spill_dir: spill.clone(),
             limits: limits(),
+            ..PrecomputeOptions::default()
         };
         let first = precompute(dataset.clone(), &cache, &fp, &run, &hidden())
             .await
@@ -224,6 +226,7 @@ async fn tasks_out_of_order_in_parallel_and_repeated_give_the_single_process_byt
             dataset,
             cache,
             plan: Arc::new(plan),
+            priority: Default::default(),
         });
     }
     let plan = envs[0].plan.clone();
@@ -285,6 +288,7 @@ async fn a_task_before_its_inputs_fails_clearly_and_bad_tasks_are_refused() {
         dataset,
         cache,
         plan: Arc::new(plan),
+        priority: Default::default(),
     };
     let e = run_task(&env, PhaseName::Index, 0).await.unwrap_err();
     assert!(e.to_string().contains("run every `pack` task"), "{e}");

@@ -42,7 +42,11 @@ pub async fn warm_artifacts(
     cache: &ArtifactCache,
 ) -> Result<WarmUp, super::precompute::PrecomputeError> {
     let fp = fingerprint(&dataset);
-    let env = local_env(dataset, cache, &fp, &PrecomputeOptions::default()).await?;
+    let options = PrecomputeOptions {
+        priority: super::background::Priority::Background,
+        ..PrecomputeOptions::default()
+    };
+    let env = local_env(dataset, cache, &fp, &options).await?;
     let tasks = env.plan.phase(PhaseName::Artifacts).map_or(0, |p| p.tasks);
     let mut done = WarmUp::default();
     // One at a time: the server answers requests meanwhile.

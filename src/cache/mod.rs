@@ -4,6 +4,7 @@
 //! Writes are create-only (`If-None-Match: *`): concurrent writers never corrupt an entry, and
 //! a failed write never fails the request that triggered it. The source store is never written.
 
+pub mod background;
 mod fingerprint;
 pub mod gene_pack;
 pub mod gzip;

@@ -31,6 +31,8 @@ pub struct PrecomputeOptions {
     pub spill_dir: PathBuf,
     /// Block sizes of a plan made by this run (a stored plan is used as it is).
     pub limits: PlanLimits,
+    /// Priority of the CPU work (background for builds a server runs while answering).
+    pub priority: super::background::Priority,
 }
 
 impl Default for PrecomputeOptions {
@@ -39,6 +41,7 @@ impl Default for PrecomputeOptions {
             jobs: 2,
             spill_dir: std::env::temp_dir(),
             limits: PlanLimits::default(),
+            priority: super::background::Priority::Normal,
         }
     }
 }
@@ -376,6 +379,7 @@ pub async fn local_env(
         cache: cache.clone(),
         scratch,
         plan: Arc::new(plan),
+        priority: options.priority,
     })
 }
 
@@ -408,7 +412,12 @@ pub async fn build_gene_pack_on_demand(
     if cache.exists(fingerprint, PACK_INDEX).await? {
         return Ok(false);
     }
-    let env = local_env(dataset, cache, fingerprint, options).await?;
+    // The server answers requests meanwhile: the build gets the CPU they leave.
+    let options = PrecomputeOptions {
+        priority: super::background::Priority::Background,
+        ..options.clone()
+    };
+    let env = local_env(dataset, cache, fingerprint, &options).await?;
     let hidden = MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
     let mut summary = PrecomputeSummary::default();
     // The private scratch goes with `env`: no cleanup phase, so the index is the last write.

@@ -40,6 +40,8 @@ pub struct TaskEnv {
     pub scratch: Scratch,
     /// The plan.
     pub plan: Arc<Plan>,
+    /// Priority of the tasks' CPU work (background while a server answers requests).
+    pub priority: super::background::Priority,
 }
 
 /// How a task ended.
@@ -121,8 +123,15 @@ pub async fn run_task(
     Ok(report)
 }
 
-fn worker_error(e: tokio::task::JoinError) -> PrecomputeError {
-    PrecomputeError::Worker(e.to_string())
+/// Run CPU work at the environment's priority.
+async fn cpu<R, F>(env: &TaskEnv, work: F) -> Result<R, PrecomputeError>
+where
+    R: Send + 'static,
+    F: FnOnce() -> R + Send + 'static,
+{
+    super::background::run(env.priority, work)
+        .await
+        .ok_or_else(|| PrecomputeError::Worker("a CPU worker stopped".into()))
 }
 
 async fn artifact_task(env: &TaskEnv, task: u64) -> Result<TaskReport, PrecomputeError> {
@@ -170,9 +179,7 @@ async fn artifact_task(env: &TaskEnv, task: u64) -> Result<TaskReport, Precomput
     } else {
         body
     };
-    let gzipped = tokio::task::spawn_blocking(move || gzip(&body))
-        .await
-        .map_err(worker_error)?;
+    let gzipped = cpu(env, move || gzip(&body)).await?;
     let len = gzipped.len() as u64;
     report.requests += 1;
     if env
@@ -234,7 +241,7 @@ async fn transpose_task(env: &TaskEnv, task: u64) -> Result<TaskReport, Precompu
         .map_err(invalid)?
     };
     let blocks = env.plan.gene_blocks();
-    let shard = tokio::task::spawn_blocking(move || {
+    let shard = cpu(env, move || {
         let values = data.into_f32();
         macro_rules! shard {
             ($genes:expr) => {
@@ -256,8 +263,7 @@ async fn transpose_task(env: &TaskEnv, task: u64) -> Result<TaskReport, Precompu
             )),
         }
     })
-    .await
-    .map_err(worker_error)??;
+    .await??;
     let len = shard.len() as u64;
     report.requests += 1;
     if env.scratch.put(&key, shard).await? == PutOutcome::Written {
@@ -317,9 +323,7 @@ async fn pack_from_shards(
     report.bytes_read += groups.iter().map(|g| g.len() as u64 + 16).sum::<u64>();
     let n_cells = env.dataset.n_cells() as usize;
     let width = blocks.genes(block).count();
-    tokio::task::spawn_blocking(move || densify_and_gzip(&groups, width, n_cells))
-        .await
-        .map_err(worker_error)?
+    cpu(env, move || densify_and_gzip(&groups, width, n_cells)).await?
 }
 
 /// The block object of `width` genes from each shard's group (in row-block order).
@@ -386,9 +390,7 @@ async fn pack_from_columns(
                 .read_gene_column(&dataset.layout().x, n_cells, gene)
                 .await
                 .map_err(|e| PrecomputeError::InvalidX(e.to_string()))?;
-            tokio::task::spawn_blocking(move || gzip(&f32_le_bytes(&column)))
-                .await
-                .map_err(worker_error)
+            cpu(env, move || gzip(&f32_le_bytes(&column))).await
         })
         .buffered(2)
         .try_collect()

@@ -119,6 +119,7 @@ pub async fn run(args: PrecomputeArgs) -> anyhow::Result<()> {
         jobs: args.jobs.max(1),
         spill_dir: args.spill_dir.clone().unwrap_or_else(std::env::temp_dir),
         limits,
+        priority: Default::default(),
     };
     if args.plan || args.phase.is_some() {
         let [dataset] = catalog.datasets() else {
@@ -147,6 +148,7 @@ pub async fn run(args: PrecomputeArgs) -> anyhow::Result<()> {
             cache,
             scratch,
             plan: Arc::new(plan),
+            priority: Default::default(),
         };
         let phase = args.phase.unwrap_or(PhaseName::Artifacts);
         return run_phase(&env, phase, args.task, options.jobs, &metrics).await;
