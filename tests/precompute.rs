@@ -531,3 +531,65 @@ async fn small_csr_x_is_packed_on_demand_and_large_x_is_not() {
         server.stop().await;
     }
 }
+
+/// Plain `serve STORE` of a local store keeps the default local cache (the user cache
+/// directory, here `$XDG_CACHE_HOME`), says so, and fills it in the background with every
+/// artifact and the gene pack; `--no-cache` leaves no trace.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_of_a_local_store_warms_the_default_local_cache() {
+    use tokio::io::AsyncReadExt;
+    let store = fixture_store("edge", "v3");
+    for no_cache in [false, true] {
+        let home = tempfile::tempdir().expect("tempdir");
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cellucid-edge"));
+        cmd.args(["--log", "warn", "serve"])
+            .arg(&store)
+            .args(["--port", "0"])
+            .env("XDG_CACHE_HOME", home.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        if no_cache {
+            cmd.arg("--no-cache");
+        }
+        let mut child = cmd.spawn().expect("spawn serve");
+        let dir = home.path().join("cellucid-edge");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let warm = |dir: &Path| {
+            std::fs::read_dir(dir).ok().is_some_and(|mut fps| {
+                fps.any(|fp| {
+                    let fp = fp.unwrap().path();
+                    fp.join(cellucid_edge::cache::PACK_INDEX).exists()
+                        && fp.join("dataset_identity.json").exists()
+                        && fp.join("obs").exists()
+                })
+            })
+        };
+        if no_cache {
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            assert!(!dir.exists(), "--no-cache wrote {}", dir.display());
+        } else {
+            while !warm(&dir) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the local cache was not warmed"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+        let _ = child.kill().await;
+        let mut stderr = String::new();
+        let _ = child
+            .stderr
+            .take()
+            .expect("stderr")
+            .read_to_string(&mut stderr)
+            .await;
+        assert_eq!(
+            stderr.contains(&format!("cache:       {}", dir.display())),
+            !no_cache,
+            "{stderr}"
+        );
+    }
+}
