@@ -16,6 +16,7 @@ pub mod demo;
 pub mod http;
 pub mod lambda;
 pub mod model;
+pub mod precompute_lambda;
 pub mod protocol;
 pub mod serve;
 pub mod share;

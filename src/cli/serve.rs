@@ -36,6 +36,10 @@ pub struct ServeArgs {
     /// and written back to it, and genes are served from the gene-major pack `precompute` builds.
     #[arg(long, env = "CELLUCID_CACHE_URL")]
     pub cache: Option<String>,
+    /// Keep no cache: without `--cache`, a local store otherwise caches what it computes (and
+    /// the gene-major pack) in the user cache directory, across restarts.
+    #[arg(long, conflicts_with = "cache")]
+    pub no_cache: bool,
     /// With `--cache` but no gene pack there yet, do not build the pack in the background on the
     /// first gene request (a CSR X small enough to scan is otherwise transposed once and
     /// memoised into the cache prefix; larger X always needs `precompute`).
@@ -73,6 +77,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let private = share.is_some();
     let location = super::open_location(args.store.as_deref()).await?;
     let shown = location.display.clone();
+    // distprecompute: a local store gets the default local cache (fast by default).
+    let default_cache = (args.store.is_some() && location.is_local && !args.no_cache)
+        .then(cellucid_edge::cache::local::default_cache_dir)
+        .flatten()
+        .filter(|_| args.cache.is_none());
     let metrics = Arc::new(ReadMetrics::default());
     let catalog = Catalog::open(location, &args.atlas.options(), metrics)
         .await
@@ -81,7 +90,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}:{}", args.host, args.port))?;
     let local = listener.local_addr()?;
-    let cache = match &args.cache {
+    let cache_url = args
+        .cache
+        .clone()
+        .or_else(|| default_cache.as_ref().map(|d| d.display().to_string()));
+    let cache = match &cache_url {
         Some(url) => Some(ArtifactCache::new(
             &open_cache_url(url).with_context(|| format!("opening cache {url}"))?,
             Arc::new(ReadMetrics::default()),
@@ -107,6 +120,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     )
     .await?;
     let app = Arc::new(app);
+    // distprecompute: warm the default local cache in the background.
+    if let (Some(dir), Some(cache)) = (&default_cache, &app.config().cache) {
+        eprintln!(
+            "cache:       {} (default for local stores: kept across restarts; --no-cache turns it \
+             off)",
+            dir.display()
+        );
+        cellucid_edge::cache::local::spawn_warm_up(
+            app.catalog().datasets().to_vec(),
+            cache.clone(),
+        );
+        app.warm_gene_packs().await;
+    }
     let host = if args.host.is_unspecified() {
         "127.0.0.1".to_string()
     } else {

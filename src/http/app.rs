@@ -208,9 +208,6 @@ const GENE_PACK_RECHECK: std::time::Duration = std::time::Duration::from_secs(60
 /// Largest computed body also kept uncompressed in the in-memory LRU.
 const KEEP_IDENTITY_BODY_MAX: usize = 64 << 10;
 
-/// Memory of the dense gene blocks of an on-demand pack build (one job).
-const ON_DEMAND_PACK_MEMORY: u64 = 128 << 20;
-
 /// The application: a catalogue plus the HTTP rules around it.
 pub struct App {
     catalog: Catalog,
@@ -677,6 +674,15 @@ impl App {
         self.atlases.get(id).map(|a| a.fingerprint.as_str())
     }
 
+    /// Load every atlas's gene pack index now, starting the on-demand pack builds that
+    /// [`AppConfig::gene_pack_on_demand`] allows, instead of at the first gene request.
+    // distprecompute: called by `serve` with the default local cache (fast by default).
+    pub async fn warm_gene_packs(&self) {
+        for dataset in self.catalog.datasets() {
+            let _ = self.gene_pack(dataset).await;
+        }
+    }
+
     async fn gene_pack(&self, dataset: &Arc<Dataset>) -> Option<Arc<GenePack>> {
         let cache = self.config.cache.as_ref()?;
         let state = self.atlases.get(dataset.id())?;
@@ -743,11 +749,8 @@ impl App {
             let started = Instant::now();
             tracing::info!(target: "cellucid_edge::cache", dataset = dataset.id(),
                 "no gene pack in the cache prefix: building it from X in the background");
-            let options = PrecomputeOptions {
-                jobs: 1,
-                memory_budget: ON_DEMAND_PACK_MEMORY,
-                ..PrecomputeOptions::default()
-            };
+            // distprecompute: two tasks at once (the build is CPU-bound and runs once).
+            let options = PrecomputeOptions::default();
             match build_gene_pack_on_demand(dataset.clone(), &cache, &fingerprint, &options).await {
                 Ok(_) => {
                     tracing::info!(target: "cellucid_edge::cache", dataset = dataset.id(),
