@@ -1,5 +1,8 @@
 //! The Host allow-list (protocol-0.9.md §1.5): a server bound to loopback answers 421 to a
-//! request whose `Host` does not name it, which defeats DNS rebinding.
+//! request whose host does not name it, which defeats DNS rebinding. The gate applies it to
+//! every route of every protocol. The host is the `Host` header, or — HTTP/2 carries it in the
+//! `:authority` pseudo-header, which hyper puts in the request URI — the URI's authority; when
+//! both are present both must pass.
 
 use std::net::IpAddr;
 
@@ -31,13 +34,34 @@ impl HostCheck {
         })
     }
 
-    /// Whether the request's `Host` passes.
+    /// Whether the request's host passes: exactly one `Host` header naming this server, or
+    /// none and a URI authority (HTTP/2 `:authority`) naming it; both must pass when both are
+    /// present.
+    pub fn allows_request<B>(&self, request: &http::Request<B>) -> bool {
+        let authority = request.uri().authority().map(|a| a.as_str());
+        let mut values = request.headers().get_all(header::HOST).iter();
+        match (values.next(), values.next()) {
+            (Some(value), None) => {
+                value.to_str().is_ok_and(|v| self.allows_value(v))
+                    && authority.is_none_or(|a| self.allows_value(a))
+            }
+            (None, _) => authority.is_some_and(|a| self.allows_value(a)),
+            _ => false,
+        }
+    }
+
+    /// Whether the request's `Host` headers pass (exactly one, naming this server).
     pub fn allows(&self, headers: &HeaderMap) -> bool {
         let mut values = headers.get_all(header::HOST).iter();
         let (Some(value), None) = (values.next(), values.next()) else {
             return false;
         };
-        let Some((host, port)) = value.to_str().ok().and_then(parse_host) else {
+        value.to_str().is_ok_and(|v| self.allows_value(v))
+    }
+
+    /// Whether one host value (`name[:port]`) names this server.
+    pub fn allows_value(&self, value: &str) -> bool {
+        let Some((host, port)) = parse_host(value) else {
             return false;
         };
         if self.names.contains(&host) {
@@ -133,6 +157,26 @@ mod tests {
         let mut two = with_host("127.0.0.1:8765");
         two.append(header::HOST, HeaderValue::from_static("127.0.0.1:8765"));
         assert!(!check.allows(&two));
+    }
+
+    #[test]
+    fn http2_authority_is_the_host() {
+        let check = HostCheck::for_bind("127.0.0.1".parse().unwrap(), 8765, &[]).unwrap();
+        let request = |uri: &str, host: Option<&'static str>| {
+            let mut b = http::Request::builder().uri(uri);
+            if let Some(h) = host {
+                b = b.header(header::HOST, h);
+            }
+            b.body(()).unwrap()
+        };
+        assert!(check.allows_request(&request("http://127.0.0.1:8765/x", None)));
+        assert!(!check.allows_request(&request("http://evil.example:8765/x", None)));
+        assert!(!check.allows_request(&request("/x", None)));
+        assert!(check.allows_request(&request("/x", Some("localhost:8765"))));
+        assert!(!check.allows_request(&request(
+            "http://evil.example:8765/x",
+            Some("127.0.0.1:8765")
+        )));
     }
 
     #[test]
