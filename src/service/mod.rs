@@ -139,6 +139,11 @@ impl Service {
         self.mounts().catalog().clone()
     }
 
+    /// The cache fingerprint of atlas `id` (its artifacts' key prefix in the cache).
+    pub fn fingerprint(&self, id: &str) -> Option<String> {
+        self.mounts().seed().fingerprint(id).map(str::to_string)
+    }
+
     /// Whether requests need a share token.
     pub fn is_private(&self) -> bool {
         self.gate.is_private()
@@ -214,10 +219,15 @@ impl Service {
         mount: Mount,
         admission: &Admission,
     ) -> Response<Body> {
+        let mut mounts = self.mounts();
+        if let Some(miss) = router::check_grant(&mounts, admission)
+            && !(miss == Miss::Opening && mounts.catalog().has_pending())
+        {
+            return miss.response(mount);
+        }
         if let Some(r) = mount.preflight(request) {
             return r;
         }
-        let mut mounts = self.mounts();
         if mounts.catalog().has_pending()
             && router::wants_fresh_catalogue(&router::route(&mounts, mount, request, admission))
         {

@@ -190,6 +190,20 @@ impl Mounts {
     }
 }
 
+/// Why a share token's grant opens nothing here (checked before anything else, whatever the
+/// method): it is bound to a dataset this server does not serve (or not yet).
+pub fn check_grant(mounts: &Mounts, admission: &Admission) -> Option<Miss> {
+    let bound = admission.bound_dataset()?;
+    if mounts.catalog.get(bound).is_some() {
+        return None;
+    }
+    Some(if mounts.catalog.is_pending(bound) {
+        Miss::Opening
+    } else {
+        Miss::WrongDataset
+    })
+}
+
 /// Where an admitted request leads.
 pub fn route<'m, B>(
     mounts: &'m Mounts,
@@ -198,14 +212,8 @@ pub fn route<'m, B>(
     admission: &Admission,
 ) -> Target<'m> {
     // A token bound to a dataset opens that dataset only, and only if it is served.
-    if let Some(bound) = admission.bound_dataset()
-        && mounts.catalog.get(bound).is_none()
-    {
-        return Target::Miss(if mounts.catalog.is_pending(bound) {
-            Miss::Opening
-        } else {
-            Miss::WrongDataset
-        });
+    if let Some(miss) = check_grant(mounts, admission) {
+        return Target::Miss(miss);
     }
     match mount {
         Mount::Seed => route_seed(&mounts.catalog, request, admission),
