@@ -342,7 +342,10 @@ async fn lambda_with_a_secret_requires_tokens() {
         _ => None,
     });
     let error = weak.expect_err("a weak secret is refused");
-    assert!(error.to_string().contains("CELLUCID_SHARE_SECRET"), "{error}");
+    assert!(
+        error.to_string().contains("CELLUCID_SHARE_SECRET"),
+        "{error}"
+    );
 }
 
 fn cli() -> std::process::Command {
@@ -455,8 +458,7 @@ async fn serve_binary_with_a_secret() {
             let mut s = tokio::net::TcpStream::connect(&addr)
                 .await
                 .expect("connect");
-            let req =
-                format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+            let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
             s.write_all(req.as_bytes()).await.expect("write");
             let mut buf = Vec::new();
             s.read_to_end(&mut buf).await.expect("read");

@@ -23,8 +23,12 @@ pub enum ErrorClass {
 }
 
 /// The class of `error`. The store-level distinctions come from the typed `object_store`
-/// error in the source chain (never from message text); transient store failures are decided
-/// by [`DatasetError::is_transient`] until the dataset layer's own classification replaces it.
+/// error in the source chain (never from message text), or from a confined store's refusal
+/// recorded during the request ([`refused_in_this_request`]) where the chain was lost; transient
+/// store failures are decided by [`DatasetError::is_transient`] until the dataset layer's own
+/// classification replaces it.
+///
+/// [`refused_in_this_request`]: crate::store::confined::refused_in_this_request
 pub fn classify(error: &DatasetError) -> ErrorClass {
     match error {
         DatasetError::NotFound(_) => return ErrorClass::NotFound,
@@ -39,6 +43,9 @@ pub fn classify(error: &DatasetError) -> ErrorClass {
             return ErrorClass::Refused;
         }
         cause = e.source();
+    }
+    if crate::store::confined::refused_in_this_request() {
+        return ErrorClass::Refused;
     }
     if error.is_transient() {
         ErrorClass::Transient

@@ -19,6 +19,7 @@ pub mod gate;
 pub mod host;
 pub mod router;
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -35,6 +36,7 @@ use crate::catalog::{Catalog, CatalogError};
 use crate::http::response::{forbidden, text, timed_out};
 use crate::http::{SeedProtocol, ServerIdentity};
 use crate::share;
+use crate::store::confined::REQUEST_REFUSALS;
 use crate::store::zarr_adapter_reads::REQUEST_READS;
 use crate::store::{ReadMetrics, StoreUrlError, open_store_url};
 use crate::v09::{Frontend, FrontendError};
@@ -169,7 +171,11 @@ impl Service {
         };
         let mount = Mount::of(request.uri().path());
         let reads = Arc::new(ReadMetrics::default());
-        let work = REQUEST_READS.scope(reads.clone(), self.dispatch(&request, mount, &admission));
+        let refusals = Arc::new(AtomicU64::new(0));
+        let work = REQUEST_READS.scope(
+            reads.clone(),
+            REQUEST_REFUSALS.scope(refusals, self.dispatch(&request, mount, &admission)),
+        );
         let deadline = tokio::time::Instant::from_std(admission.deadline);
         // A hung store never hangs a request: past the deadline the work is dropped (nothing
         // was cached: the cache prefix is only written after a complete computation).

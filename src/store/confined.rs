@@ -13,6 +13,7 @@
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -24,6 +25,20 @@ use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
     PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
 };
+
+tokio::task_local! {
+    /// Reads refused by a [`ConfinedStore`] during the current request (set by the service
+    /// around each request): a failure after a refusal is the store referring outside itself,
+    /// even where the error reached the caller only as text (through the Zarr codec layer).
+    pub static REQUEST_REFUSALS: Arc<AtomicU64>;
+}
+
+/// Whether a [`ConfinedStore`] refused a read during the current request.
+pub fn refused_in_this_request() -> bool {
+    REQUEST_REFUSALS
+        .try_with(|n| n.load(Ordering::Relaxed) > 0)
+        .unwrap_or(false)
+}
 
 /// What a [`ConfinedStore`] may touch, as resolved (canonical) filesystem paths.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +111,7 @@ impl ConfinedStore {
     }
 
     fn refused(location: &Path) -> object_store::Error {
+        let _ = REQUEST_REFUSALS.try_with(|n| n.fetch_add(1, Ordering::Relaxed));
         tracing::warn!(
             target: "cellucid_edge::store",
             key = %location,

@@ -297,11 +297,9 @@ pub fn envelope_response(envelope: &Value) -> Result<Resp, String> {
     let base64 = envelope["isBase64Encoded"].as_bool().unwrap_or(false);
     let body = match envelope["body"].as_str() {
         None => Bytes::new(),
-        Some(s) if base64 => Bytes::from(
-            BASE64
-                .decode(s)
-                .map_err(|e| format!("base64 body: {e}"))?,
-        ),
+        Some(s) if base64 => {
+            Bytes::from(BASE64.decode(s).map_err(|e| format!("base64 body: {e}"))?)
+        }
         Some(s) => Bytes::from(s.as_bytes().to_vec()),
     };
     let status = envelope["statusCode"]
