@@ -118,6 +118,26 @@ async fn unconsolidated_stores_match_goldens() {
     }
 }
 
+/// The same conformance run through every transport: hyper, the service in-process, and the
+/// Lambda handler with function-URL, HTTP API (named stage) and REST API events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_through_every_transport() {
+    use cellucid_edge::service::{Config, Service};
+    use common::transport::{ALL, connect};
+    let config = Config::default();
+    for (atlas, version) in [("pbmc68k", "v3"), ("edge", "v2")] {
+        let store = fixture_store(atlas, version);
+        let catalog = common::open_catalog(store.to_str().expect("utf-8 path")).await;
+        let service = std::sync::Arc::new(Service::new(catalog, config.clone()).expect("service"));
+        for via in ALL {
+            let transport = connect(via, service.clone(), &config).await;
+            let label = format!("{atlas}.{version}.zarr via {via:?}");
+            let failures = check_server(atlas, &label, transport.as_ref()).await;
+            assert_failures(&label, &failures);
+        }
+    }
+}
+
 #[test]
 fn quote_matches_python() {
     // urllib.parse.quote(route, safe="/._-")
