@@ -363,10 +363,7 @@ impl LambdaHandler {
             Some(deliverable) => {
                 let presigning = deliverable.presign(self.config.presign_ttl);
                 let presigned = match deadline {
-                    Some(by) => match tokio::time::timeout_at(by.into(), presigning).await {
-                        Ok(result) => Some(result),
-                        Err(_) => None,
-                    },
+                    Some(by) => tokio::time::timeout_at(by.into(), presigning).await.ok(),
                     None => Some(presigning.await),
                 };
                 match presigned {
