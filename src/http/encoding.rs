@@ -41,7 +41,7 @@ pub fn accepts_gzip(header: Option<&str>) -> bool {
 /// Bodies at least this large are compressed at level 1 instead of 6.
 const FAST_GZIP_FROM: usize = 4 << 20;
 
-/// gzip at level 6, like the reference; level 1 from [`FAST_GZIP_FROM`] bytes. The large bodies
+/// gzip at level 6, like the reference; level 1 from `FAST_GZIP_FROM` (4 MiB) bytes. The large bodies
 /// are float coordinates and cell indices (points, edges, vectors, dense genes of big atlases),
 /// which level 6 shrinks by only a few percent more at twice the time (1M-cell `edges.dst.bin`:
 /// 45 MB in, ~35 MB out either way). The decoded bytes are the same at every level.

@@ -173,7 +173,7 @@ fn invalid(var: &'static str, value: &str, reason: impl Into<String>) -> ConfigE
 }
 
 impl Config {
-    /// The configuration of the Lambda function, from the process environment (see [`env`]).
+    /// The configuration of the Lambda function, from the process environment (see [`mod@env`]).
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
