@@ -1,6 +1,7 @@
-//! Shared helpers of the integration tests: fixture paths, an in-process server on an
-//! ephemeral port, a small HTTP client, percent-encoding like the Python tools, gzip and
-//! compare.py's comparison rules.
+//! Shared helpers of the integration tests: fixture paths, the real server on an ephemeral
+//! port, the transport matrix ([`transport`]: the same requests through hyper, the service
+//! in-process and the Lambda handler's event formats), a small HTTP client, percent-encoding
+//! like the Python tools, gzip and compare.py's comparison rules.
 
 #![allow(dead_code)]
 
