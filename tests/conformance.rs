@@ -207,7 +207,7 @@ async fn source_store_is_never_written() {
     use cellucid_edge::cache::ArtifactCache;
     use cellucid_edge::catalog::Catalog;
     use cellucid_edge::dataset::DatasetOptions;
-    use cellucid_edge::http::AppConfig;
+    use cellucid_edge::service::Config;
     use cellucid_edge::store::{ReadMetrics, ReadOnlyStore};
 
     for (atlas, version) in [("pbmc68k", "v3"), ("sparse", "v2")] {
@@ -222,12 +222,12 @@ async fn source_store_is_never_written() {
         .await
         .expect("open read-only");
         let cache_dir = tempfile::tempdir().expect("tempdir");
-        let config = AppConfig {
+        let config = Config {
             cache: Some(ArtifactCache::new(
                 &common::location(cache_dir.path().to_str().unwrap()),
                 Arc::new(ReadMetrics::default()),
             )),
-            ..AppConfig::default()
+            ..Config::default()
         };
         let server = TestServer::start_with(catalog, config).await;
         let label = format!("{atlas}.{version}.zarr (read-only)");

@@ -7,7 +7,6 @@ mod common;
 
 use std::time::{Duration, SystemTime};
 
-use cellucid_edge::http::AppConfig;
 use cellucid_edge::lambda::LambdaHandler;
 use cellucid_edge::service::Config;
 use cellucid_edge::share::{self, ShareClaims, ShareSecret};
@@ -29,9 +28,9 @@ fn token(valid_for: Duration, dataset: Option<&str>) -> String {
 const WEEK: Duration = Duration::from_secs(7 * 86400);
 
 async fn private_server(url: &str) -> TestServer {
-    let config = AppConfig {
+    let config = Config {
         share: Some(secret()),
-        ..AppConfig::default()
+        ..Config::default()
     };
     TestServer::start_with(open_catalog(url).await, config).await
 }
