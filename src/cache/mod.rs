@@ -100,11 +100,7 @@ impl ArtifactCache {
 
     /// Object path of `artifact` under `fingerprint`.
     pub fn path(&self, fingerprint: &str, artifact: &str) -> Path {
-        let mut path = self.prefix.clone().join(fingerprint);
-        for part in artifact.split('/').filter(|p| !p.is_empty()) {
-            path = path.join(part);
-        }
-        path
+        crate::store::join_key(&self.prefix.clone().join(fingerprint), artifact)
     }
 
     /// The cached gzip body of an artifact, if present (one GET).

@@ -7,8 +7,9 @@ use anyhow::Context;
 use clap::Args;
 
 use cellucid_edge::cache::ArtifactCache;
-use cellucid_edge::catalog::Catalog;
-use cellucid_edge::http::{App, AppConfig, CorsPolicy, ServerIdentity};
+use cellucid_edge::http::{CorsPolicy, ServerIdentity};
+use cellucid_edge::service::host::HostCheck;
+use cellucid_edge::service::{Config, Service};
 use cellucid_edge::share::ShareSecret;
 use cellucid_edge::store::ReadMetrics;
 
@@ -56,8 +57,8 @@ pub struct ServeArgs {
     /// copy written by `cellucid-edge ready`, or an `.h5ad` / `.zarr.zip` of the same atlas.
     #[arg(long, value_name = "URL", env = "CELLUCID_READY_URL")]
     pub ready: Option<String>,
-    /// Host names (a reverse proxy's) accepted in `Host` by the 0.9 protocol on any port; a
-    /// loopback bind otherwise answers 421 to any Host but this server's (DNS-rebinding guard).
+    /// Host names (a reverse proxy's) accepted in `Host` on any port; a loopback bind otherwise
+    /// answers 421 to any host but this server's, on every route (DNS-rebinding guard).
     #[arg(long = "allowed-host", value_name = "NAME", value_delimiter = ',')]
     pub allowed_hosts: Vec<String>,
     #[command(flatten)]
@@ -68,70 +69,86 @@ fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
     cellucid_edge::share::parse_validity(text)
 }
 
+impl ServeArgs {
+    /// The default local cache directory, used for a local store served without `--cache`
+    /// or `--no-cache` (fast by default: artifacts and the gene pack survive restarts).
+    fn default_cache(&self) -> Option<std::path::PathBuf> {
+        if self.cache.is_some() || self.no_cache {
+            return None;
+        }
+        let store = self.store.as_deref()?;
+        let local = cellucid_edge::store::open_store_url(store).ok()?.is_local;
+        local
+            .then(cellucid_edge::cache::local::default_cache_dir)
+            .flatten()
+    }
+
+    /// The service configuration these flags describe, for a server bound to `port`.
+    fn config(&self, port: u16) -> anyhow::Result<Config> {
+        let share = match &self.share_secret_env {
+            Some(var) => Some(ShareSecret::from_env(var)?),
+            None => None,
+        };
+        let cache_url = self
+            .cache
+            .clone()
+            .or_else(|| self.default_cache().map(|d| d.display().to_string()));
+        let cache = match &cache_url {
+            Some(url) => Some(ArtifactCache::new(
+                &open_cache_url(url).with_context(|| format!("opening cache {url}"))?,
+                Arc::new(ReadMetrics::default()),
+            )),
+            None => None,
+        };
+        Ok(Config {
+            data_url: self.store.clone(),
+            ready_url: self.ready.clone(),
+            dataset: self.atlas.options(),
+            cache,
+            cors: CorsPolicy::from_list(&self.cors),
+            share,
+            host_rule: HostCheck::for_bind(self.host, port, &self.allowed_hosts),
+            identity: ServerIdentity {
+                host: self.host.to_string(),
+                port,
+            },
+            request_timeout: self.request_timeout,
+            memory_cache_bytes: self.memory_cache_bytes,
+            gene_pack_on_demand: !self.no_pack_on_demand,
+            ..Config::default()
+        })
+    }
+}
+
 /// Run the server until Ctrl-C.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let share = match &args.share_secret_env {
-        Some(var) => Some(ShareSecret::from_env(var)?),
-        None => None,
-    };
-    let private = share.is_some();
-    let location = super::open_location(args.store.as_deref()).await?;
-    let shown = location.display.clone();
-    // distprecompute: a local store gets the default local cache (fast by default).
-    let default_cache = (args.store.is_some() && location.is_local && !args.no_cache)
-        .then(cellucid_edge::cache::local::default_cache_dir)
-        .flatten()
-        .filter(|_| args.cache.is_none());
-    let metrics = Arc::new(ReadMetrics::default());
-    let catalog = Catalog::open(location, &args.atlas.options(), metrics)
-        .await
-        .with_context(|| format!("opening {shown}"))?;
+    // The secret is checked before anything is opened or bound.
+    if let Some(var) = &args.share_secret_env {
+        ShareSecret::from_env(var)?;
+    }
+    let private = args.share_secret_env.is_some();
     let listener = cellucid_edge::serve::bind(SocketAddr::new(args.host, args.port))
         .await
         .with_context(|| format!("binding {}:{}", args.host, args.port))?;
     let local = listener.local_addr()?;
-    let cache_url = args
-        .cache
+    let config = args.config(local.port())?;
+    let shown = args
+        .store
         .clone()
-        .or_else(|| default_cache.as_ref().map(|d| d.display().to_string()));
-    let cache = match &cache_url {
-        Some(url) => Some(ArtifactCache::new(
-            &open_cache_url(url).with_context(|| format!("opening cache {url}"))?,
-            Arc::new(ReadMetrics::default()),
-        )),
-        None => None,
-    };
-    let config = AppConfig {
-        cors: CorsPolicy::from_list(&args.cors),
-        memory_cache_bytes: args.memory_cache_bytes,
-        cache,
-        identity: ServerIdentity {
-            host: args.host.to_string(),
-            port: local.port(),
-        },
-        share,
-        request_timeout: args.request_timeout,
-        gene_pack_on_demand: !args.no_pack_on_demand,
-    };
-    let app = super::ready::with_protocol_09(
-        App::new(catalog, config),
-        args.ready.as_deref(),
-        cellucid_edge::v09::host::HostCheck::for_bind(args.host, local.port(), &args.allowed_hosts),
-    )
-    .await?;
-    let app = Arc::new(app);
-    // distprecompute: warm the default local cache in the background.
-    if let (Some(dir), Some(cache)) = (&default_cache, &app.config().cache) {
+        .unwrap_or_else(|| "the demo atlas".into());
+    let service = Service::open(config)
+        .await
+        .with_context(|| format!("opening {shown}"))?;
+    let service = Arc::new(service);
+    let catalog = service.catalog();
+    if let (Some(dir), Some(cache)) = (args.default_cache(), &service.config().cache) {
         eprintln!(
             "cache:       {} (default for local stores: kept across restarts; --no-cache turns it \
              off)",
             dir.display()
         );
-        cellucid_edge::cache::local::spawn_warm_up(
-            app.catalog().datasets().to_vec(),
-            cache.clone(),
-        );
-        app.warm_gene_packs().await;
+        cellucid_edge::cache::local::spawn_warm_up(catalog.datasets().to_vec(), cache.clone());
+        service.mounts().seed().warm_gene_packs().await;
     }
     let host = if args.host.is_unspecified() {
         "127.0.0.1".to_string()
@@ -139,7 +156,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         args.host.to_string()
     };
     let base = format!("http://{host}:{}", local.port());
-    for ds in app.catalog().datasets() {
+    for ds in catalog.datasets() {
         eprintln!(
             "serving `{}` ({} cells, {} genes) from {shown}",
             ds.name(),
@@ -158,8 +175,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
              `cellucid-edge share --secret-env {} --base {base}`",
             args.share_secret_env.as_deref().unwrap_or_default()
         );
-    } else if app.catalog().is_multi() {
-        for ds in app.catalog().datasets() {
+    } else if catalog.is_multi() {
+        for ds in catalog.datasets() {
             println!(
                 "viewer link (0.0.9 protocol): {}&dataset={}",
                 link(&base),
@@ -169,8 +186,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         println!("viewer link (0.0.9 protocol): {}", link(&base));
     }
-    if let Some(v09) = app.protocol_09().filter(|_| !private) {
-        for (id, path) in v09.base_paths() {
+    if !private {
+        for (id, path) in service.mounts().v09().base_paths() {
             let remote = format!("{base}{path}");
             println!("0.9 base URL ({id}): {remote}");
             println!("viewer link (0.9 protocol):   {}", link(&remote));
@@ -186,7 +203,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
          collaborators serve over https (e.g. the Lambda deployment in infra/)."
     );
     eprintln!("press Ctrl-C to stop");
-    cellucid_edge::serve::serve_until(listener, app, async {
+    cellucid_edge::serve::serve_until(listener, service, async {
         let _ = tokio::signal::ctrl_c().await;
         eprintln!("shutting down");
     })

@@ -36,7 +36,6 @@ pub fn accepts_gzip(header: Option<&str>) -> bool {
 
 /// gzip by the server's one policy ([`crate::cache::gzip`]: the same bytes whether a body is
 /// computed here, memoised in the cache prefix or packed by `precompute`).
-// distprecompute: the policy moved to crate::cache::gzip (one function for every gzip body).
 pub fn gzip(body: &[u8]) -> Bytes {
     crate::cache::gzip::gzip(body)
 }
