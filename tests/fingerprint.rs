@@ -9,46 +9,24 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use std::sync::Arc;
+
 use cellucid_edge::cache::ArtifactCache;
 use cellucid_edge::catalog::Catalog;
 use cellucid_edge::dataset::{DatasetContext, DatasetOptions};
-use cellucid_edge::http::{App, AppConfig};
+use cellucid_edge::service::{Config, Service};
 use common::location;
-use http::{Request, Response};
+use common::transport::{InProcess, TestTransport};
 use object_store::ObjectStoreExt;
 
-/// A Python with anndata: `CELLUCID_TEST_PYTHON`, else the team's venvs.
-fn anndata_python() -> Option<PathBuf> {
-    let mut candidates: Vec<PathBuf> = std::env::var_os("CELLUCID_TEST_PYTHON")
-        .map(PathBuf::from)
-        .into_iter()
-        .collect();
-    if let Some(home) = std::env::var_os("HOME") {
-        candidates.push(Path::new(&home).join(".venv-anndata/bin/python"));
-    }
-    candidates.push(PathBuf::from("/work/venv-ref/bin/python"));
-    let found = candidates.into_iter().find(|p| {
-        Command::new(p)
-            .args(["-c", "import anndata, zarr"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "no Python with anndata (set CELLUCID_TEST_PYTHON); CI must run the fingerprint tests"
-        );
-        eprintln!(
-            "\n!!! SKIPPED: no Python with anndata + zarr (set CELLUCID_TEST_PYTHON) — the \
-             fingerprint tests did not run\n"
-        );
-    }
-    found
+/// A Python with anndata (see `common::python`: provisioned by the tests, a failure in CI
+/// when none can be had, one loud line elsewhere).
+fn anndata_python() -> Option<std::path::PathBuf> {
+    common::python::python(common::python::Need::Anndata, "the fingerprint tests")
 }
 
 /// Writes an AnnData whose values depend on SEED (shapes, dtypes, names do not) with
@@ -116,7 +94,7 @@ fn expected_score(python: &Path, store: &Path) -> Vec<u8> {
     output.stdout
 }
 
-/// An app over `store` with `cache`; its fingerprint, and `obs/score.values.f32` with how it
+/// A service over `store` with `cache`; its fingerprint, and `obs/score.values.f32` with how it
 /// was obtained (from `Server-Timing`).
 async fn serve_score(store: &str, cache: &str) -> (String, Vec<u8>, String) {
     let catalog = Catalog::open(
@@ -127,26 +105,21 @@ async fn serve_score(store: &str, cache: &str) -> (String, Vec<u8>, String) {
     .await
     .unwrap_or_else(|e| panic!("open {store}: {e}"));
     let id = catalog.first().id().to_string();
-    let app = App::new(
+    let service = Service::new(
         catalog,
-        AppConfig {
+        Config {
             cache: Some(ArtifactCache::new(&location(cache), Default::default())),
-            ..AppConfig::default()
+            ..Config::default()
         },
-    );
-    let fingerprint = app.fingerprint(&id).expect("fingerprint").to_string();
-    let request = Request::get("/obs/score.values.f32")
-        .body(())
-        .expect("request");
-    let response: Response<Bytes> = app.handle(&request).await;
-    assert_eq!(response.status(), 200, "{:?}", response.body());
-    let timing = response
-        .headers()
-        .get("server-timing")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    (fingerprint, response.body().to_vec(), timing)
+    )
+    .expect("service mounts");
+    let fingerprint = service.fingerprint(&id).expect("fingerprint");
+    let response = InProcess(Arc::new(service))
+        .get("/obs/score.values.f32", &[])
+        .await;
+    assert_eq!(response.status, 200, "{:?}", response.body);
+    let timing = response.header("server-timing").to_string();
+    (fingerprint, response.body.to_vec(), timing)
 }
 
 #[tokio::test]

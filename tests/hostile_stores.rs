@@ -1,5 +1,5 @@
 //! Hostile stores (the data-driven list of `common::hostile_stores`) through the service
-//! in-process (`App::handle`) and through `cellucid-edge inspect`: every declared size is
+//! in-process (`Service::handle`) and through `cellucid-edge inspect`: every declared size is
 //! checked, corrupt sparse structure is an error, fields that cannot be served are left out
 //! with a warning — and nothing aborts the process. Also: a huge declared shape fails fast
 //! without growing the server's memory (measured on the real binary), a gene of a row-chunked
@@ -8,15 +8,15 @@
 mod common;
 
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use cellucid_edge::catalog::Catalog;
 use cellucid_edge::dataset::{DatasetContext, DatasetOptions};
-use cellucid_edge::http::{App, AppConfig};
+use cellucid_edge::service::{Config, Service};
 use common::hostile_stores::{Damage, Opened, cases, prepare};
-use common::{ORIGIN, gunzip, location, quote_route};
-use http::{Request, Response};
+use common::transport::{InProcess, TestTransport};
+use common::{Resp, location, quote_route};
 
 const VERSIONS: [&str; 2] = ["v2", "v3"];
 
@@ -24,24 +24,18 @@ fn url(path: &std::path::Path) -> &str {
     path.to_str().expect("utf-8 path")
 }
 
+/// The service over `catalog`, called in-process.
+fn in_process(catalog: Catalog, config: Config) -> InProcess {
+    InProcess(Arc::new(
+        Service::new(catalog, config).expect("service mounts"),
+    ))
+}
+
 /// One viewer request through the service in-process; the status and the decoded body.
-async fn ask(app: &App, route: &str) -> (u16, Vec<u8>) {
-    let request = Request::get(quote_route(route))
-        .header("accept-encoding", "gzip")
-        .header("origin", ORIGIN)
-        .body(())
-        .expect("request");
-    let response: Response<Bytes> = app.handle(&request).await;
-    let gzipped = response
-        .headers()
-        .get("content-encoding")
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
-    let body = if gzipped {
-        gunzip(response.body()).expect("gzip body")
-    } else {
-        response.body().to_vec()
-    };
-    (response.status().as_u16(), body)
+async fn ask(app: &InProcess, route: &str) -> (u16, Vec<u8>) {
+    let response = app.get_viewer(&quote_route(route)).await;
+    let body = response.decoded().expect("gzip body");
+    (response.status.as_u16(), body)
 }
 
 #[tokio::test]
@@ -82,7 +76,7 @@ async fn hostile_stores_through_the_service_in_process() {
                     catalog
                 }
             };
-            let app = App::new(catalog, AppConfig::default());
+            let app = in_process(catalog, Config::default());
             for check in case.checks {
                 let started = Instant::now();
                 let (status, body) = ask(&app, check.route).await;
@@ -286,7 +280,7 @@ async fn a_gene_of_a_row_chunked_dense_x_is_guarded_like_a_csr_scan_and_served_f
         ds.gene_read_cost(),
         Some((700 * 256, "dense, chunks of 256 columns".to_string()))
     );
-    let app = App::new(catalog.clone(), AppConfig::default());
+    let app = in_process(catalog.clone(), Config::default());
     let (status, body) = ask(&app, "var/HES4.values.f32").await;
     let text = String::from_utf8_lossy(&body);
     assert_eq!(status, 503, "{text}");
@@ -311,11 +305,11 @@ async fn a_gene_of_a_row_chunked_dense_x_is_guarded_like_a_csr_scan_and_served_f
     )
     .await
     .expect("precompute reads every gene without the on-demand guard");
-    let app = App::new(
+    let app = in_process(
         catalog,
-        AppConfig {
+        Config {
             cache: Some(cache),
-            ..AppConfig::default()
+            ..Config::default()
         },
     );
     let (status, body) = ask(&app, "var/HES4.values.f32").await;
@@ -324,12 +318,8 @@ async fn a_gene_of_a_row_chunked_dense_x_is_guarded_like_a_csr_scan_and_served_f
 }
 
 /// `store;desc="gets=N …"` of a response's Server-Timing.
-fn store_gets(response: &Response<Bytes>) -> u64 {
-    let timing = response
-        .headers()
-        .get("server-timing")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
+fn store_gets(response: &Resp) -> u64 {
+    let timing = response.header("server-timing");
     timing
         .split("gets=")
         .nth(1)
@@ -341,11 +331,9 @@ fn store_gets(response: &Response<Bytes>) -> u64 {
 #[tokio::test]
 async fn a_csr_scan_reads_indptr_once_per_process() {
     let fixture = common::fixture_store("edge", "v3");
-    let app = App::new(
-        common::open_catalog(url(&fixture)).await,
-        AppConfig::default(),
-    );
-    let genes = app.catalog().first().genes().await.expect("genes");
+    let catalog = common::open_catalog(url(&fixture)).await;
+    let genes = catalog.first().genes().await.expect("genes");
+    let app = in_process(catalog, Config::default());
     // Three distinct genes with stored values (so each scan reads indices and data).
     let mut seen = std::collections::HashSet::new();
     let routes: Vec<String> = common::golden_meta("edge")
@@ -366,9 +354,8 @@ async fn a_csr_scan_reads_indptr_once_per_process() {
     assert_eq!(routes.len(), 3, "{routes:?}");
     let mut gets = Vec::new();
     for route in &routes {
-        let request = Request::get(quote_route(route)).body(()).expect("request");
-        let response = app.handle(&request).await;
-        assert_eq!(response.status(), 200, "{route}");
+        let response = app.get(&quote_route(route), &[]).await;
+        assert_eq!(response.status, 200, "{route}");
         gets.push(store_gets(&response));
     }
     // X is CSR with one chunk per array: the first scan reads indptr, indices and data; the
@@ -376,30 +363,13 @@ async fn a_csr_scan_reads_indptr_once_per_process() {
     assert_eq!(gets, vec![3, 2, 2], "GETs of three gene scans: {routes:?}");
 }
 
-/// A Python with anndata: `CELLUCID_TEST_PYTHON`, else the team's venvs (`None`, loudly,
-/// outside CI; a failure in CI).
+/// A Python with anndata (see `common::python`: provisioned by the tests, a failure in CI
+/// when none can be had, one loud line elsewhere).
 fn anndata_python() -> Option<std::path::PathBuf> {
-    let mut candidates: Vec<std::path::PathBuf> = std::env::var_os("CELLUCID_TEST_PYTHON")
-        .map(std::path::PathBuf::from)
-        .into_iter()
-        .collect();
-    if let Some(home) = std::env::var_os("HOME") {
-        candidates.push(std::path::Path::new(&home).join(".venv-anndata/bin/python"));
-    }
-    let found = candidates.into_iter().find(|p| {
-        Command::new(p)
-            .args(["-c", "import anndata, zarr"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "no Python with anndata (set CELLUCID_TEST_PYTHON); CI must run this test"
-        );
-        eprintln!("\n!!! SKIPPED: no Python with anndata (set CELLUCID_TEST_PYTHON)\n");
-    }
-    found
+    common::python::python(
+        common::python::Need::Anndata,
+        "the >65535-values text field test",
+    )
 }
 
 /// A text column whose distinct values only show once read (70,000 unique barcodes among
@@ -438,7 +408,7 @@ adata.write_zarr(sys.argv[1])
     );
     let catalog = common::open_catalog(url(&store)).await;
     let ds = catalog.first().clone();
-    let app = App::new(catalog, AppConfig::default());
+    let app = in_process(catalog, Config::default());
     let (status, body) = ask(&app, "obs_manifest.json").await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let manifest: serde_json::Value = serde_json::from_slice(&body).expect("JSON");

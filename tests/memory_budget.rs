@@ -6,15 +6,16 @@
 
 mod common;
 
-use bytes::Bytes;
+use std::sync::Arc;
+
 use cellucid_edge::catalog::Catalog;
 use cellucid_edge::dataset::{DatasetContext, DatasetOptions};
-use cellucid_edge::http::{App, AppConfig};
 use cellucid_edge::memory::{BudgetUsage, MemoryBudget};
+use cellucid_edge::service::{Config, Service};
+use common::transport::{InProcess, TestTransport};
 use common::{
     ATLASES, compare_body, copy_dir, fixture_store, golden_body, golden_meta, quote_route,
 };
-use http::{Request, Response};
 
 /// A directory holding every fixture atlas in zarr v2 and v3 (six atlases).
 fn catalogue_dir() -> tempfile::TempDir {
@@ -42,10 +43,11 @@ async fn sweep(dir: &std::path::Path, budget_bytes: u64, rounds: usize) -> (Budg
     .await
     .expect("catalogue");
     assert_eq!(catalog.datasets().len(), 6);
-    let app = App::new(catalog, AppConfig::default());
+    let service = Arc::new(Service::new(catalog, Config::default()).expect("service mounts"));
+    let app = InProcess(service.clone());
     let mut requests = 0;
     for _ in 0..rounds {
-        for ds in app.catalog().datasets() {
+        for ds in service.catalog().datasets() {
             let atlas = ATLASES
                 .into_iter()
                 .find(|a| ds.name().starts_with(a))
@@ -55,10 +57,9 @@ async fn sweep(dir: &std::path::Path, budget_bytes: u64, rounds: usize) -> (Budg
                     continue;
                 }
                 let path = format!("/{}{}", ds.id(), quote_route(&g.route));
-                let request = Request::get(&path).body(()).expect("request");
-                let response: Response<Bytes> = app.handle(&request).await;
-                assert_eq!(response.status(), 200, "{path}: {:?}", response.body());
-                let diff = compare_body(&g.route, &golden_body(atlas, &g.route), response.body());
+                let response = app.get(&path, &[]).await;
+                assert_eq!(response.status, 200, "{path}: {:?}", response.body);
+                let diff = compare_body(&g.route, &golden_body(atlas, &g.route), &response.body);
                 assert!(diff.is_none(), "{path}: {diff:?}");
                 requests += 1;
             }

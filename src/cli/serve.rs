@@ -7,10 +7,9 @@ use anyhow::Context;
 use clap::Args;
 
 use cellucid_edge::cache::ArtifactCache;
-use cellucid_edge::catalog::Catalog;
-use cellucid_edge::dataset::DatasetContext;
-use cellucid_edge::http::{App, AppConfig, CorsPolicy, ServerIdentity};
-use cellucid_edge::memory::MemoryBudget;
+use cellucid_edge::http::{CorsPolicy, ServerIdentity};
+use cellucid_edge::service::host::HostCheck;
+use cellucid_edge::service::{Config, Service};
 use cellucid_edge::share::ShareSecret;
 use cellucid_edge::store::ReadMetrics;
 
@@ -34,12 +33,17 @@ pub struct ServeArgs {
     /// The memory budget (bytes): everything the server keeps in memory — every atlas's
     /// buffers and the rendered artifacts — counts against it, least recently used evicted
     /// first. Also the largest single buffer an atlas may need.
-    #[arg(long, default_value_t = 256 << 20)]
+    #[arg(long, env = "CELLUCID_MEMORY_CACHE_BYTES",
+          default_value_t = cellucid_edge::memory::DEFAULT_BUDGET_BYTES)]
     pub memory_cache_bytes: u64,
     /// Cache prefix URL (a path, file://, s3://bucket/prefix): derived artifacts are read from
     /// and written back to it, and genes are served from the gene-major pack `precompute` builds.
     #[arg(long, env = "CELLUCID_CACHE_URL")]
     pub cache: Option<String>,
+    /// Keep no cache: without `--cache`, a local store otherwise caches what it computes (and
+    /// the gene-major pack) in the user cache directory, across restarts.
+    #[arg(long, conflicts_with = "cache")]
+    pub no_cache: bool,
     /// With `--cache` but no gene pack there yet, do not build the pack in the background on the
     /// first gene request (a CSR X small enough to scan is otherwise transposed once and
     /// memoised into the cache prefix; larger X always needs `precompute`).
@@ -56,8 +60,8 @@ pub struct ServeArgs {
     /// copy written by `cellucid-edge ready`, or an `.h5ad` / `.zarr.zip` of the same atlas.
     #[arg(long, value_name = "URL", env = "CELLUCID_READY_URL")]
     pub ready: Option<String>,
-    /// Host names (a reverse proxy's) accepted in `Host` by the 0.9 protocol on any port; a
-    /// loopback bind otherwise answers 421 to any Host but this server's (DNS-rebinding guard).
+    /// Host names (a reverse proxy's) accepted in `Host` on any port; a loopback bind otherwise
+    /// answers 421 to any host but this server's, on every route (DNS-rebinding guard).
     #[arg(long = "allowed-host", value_name = "NAME", value_delimiter = ',')]
     pub allowed_hosts: Vec<String>,
     #[command(flatten)]
@@ -68,58 +72,94 @@ fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
     cellucid_edge::share::parse_validity(text)
 }
 
+impl ServeArgs {
+    /// The default local cache directory, used for a local store served without `--cache`
+    /// or `--no-cache` (fast by default: artifacts and the gene pack survive restarts).
+    fn default_cache(&self) -> Option<std::path::PathBuf> {
+        if self.cache.is_some() || self.no_cache {
+            return None;
+        }
+        let store = self.store.as_deref()?;
+        let local = cellucid_edge::store::open_store_url(store).ok()?.is_local;
+        local
+            .then(cellucid_edge::cache::local::default_cache_dir)
+            .flatten()
+    }
+
+    /// The service configuration these flags describe, for a server bound to `port`.
+    fn config(&self, port: u16) -> anyhow::Result<Config> {
+        let share = match &self.share_secret_env {
+            Some(var) => Some(ShareSecret::from_env(var)?),
+            None => None,
+        };
+        let cache_url = self
+            .cache
+            .clone()
+            .or_else(|| self.default_cache().map(|d| d.display().to_string()));
+        let cache = match &cache_url {
+            Some(url) => Some(ArtifactCache::new(
+                &open_cache_url(url).with_context(|| format!("opening cache {url}"))?,
+                Arc::new(ReadMetrics::default()),
+            )),
+            None => None,
+        };
+        Ok(Config {
+            data_url: self.store.clone(),
+            ready_url: self.ready.clone(),
+            dataset: self.atlas.options(),
+            cache,
+            cors: CorsPolicy::from_list(&self.cors),
+            share,
+            host_rule: HostCheck::for_bind(self.host, port, &self.allowed_hosts),
+            identity: ServerIdentity {
+                host: self.host.to_string(),
+                port,
+            },
+            request_timeout: self.request_timeout,
+            memory_cache_bytes: self.memory_cache_bytes,
+            gene_pack_on_demand: !self.no_pack_on_demand,
+            ..Config::default()
+        })
+    }
+}
+
 /// Run the server until Ctrl-C.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let share = match &args.share_secret_env {
-        Some(var) => Some(ShareSecret::from_env(var)?),
-        None => None,
-    };
-    let private = share.is_some();
-    let location = super::open_location(args.store.as_deref()).await?;
-    let shown = location.display.clone();
-    let context = DatasetContext::new(
-        Arc::new(ReadMetrics::default()),
-        MemoryBudget::new(args.memory_cache_bytes),
-    );
-    let catalog = Catalog::open(location, &args.atlas.options(), &context)
-        .await
-        .with_context(|| format!("opening {shown}"))?;
+    // The secret is checked before anything is opened or bound.
+    if let Some(var) = &args.share_secret_env {
+        ShareSecret::from_env(var)?;
+    }
+    let private = args.share_secret_env.is_some();
     let listener = cellucid_edge::serve::bind(SocketAddr::new(args.host, args.port))
         .await
         .with_context(|| format!("binding {}:{}", args.host, args.port))?;
     let local = listener.local_addr()?;
-    let cache = match &args.cache {
-        Some(url) => Some(ArtifactCache::new(
-            &open_cache_url(url).with_context(|| format!("opening cache {url}"))?,
-            Arc::new(ReadMetrics::default()),
-        )),
-        None => None,
-    };
-    let config = AppConfig {
-        cors: CorsPolicy::from_list(&args.cors),
-        cache,
-        identity: ServerIdentity {
-            host: args.host.to_string(),
-            port: local.port(),
-        },
-        share,
-        request_timeout: args.request_timeout,
-        gene_pack_on_demand: !args.no_pack_on_demand,
-    };
-    let app = super::ready::with_protocol_09(
-        App::new(catalog, config),
-        args.ready.as_deref(),
-        cellucid_edge::v09::host::HostCheck::for_bind(args.host, local.port(), &args.allowed_hosts),
-    )
-    .await?;
-    let app = Arc::new(app);
+    let config = args.config(local.port())?;
+    let shown = args
+        .store
+        .clone()
+        .unwrap_or_else(|| "the demo atlas".into());
+    let service = Service::open(config)
+        .await
+        .with_context(|| format!("opening {shown}"))?;
+    let service = Arc::new(service);
+    let catalog = service.catalog();
+    if let (Some(dir), Some(cache)) = (args.default_cache(), &service.config().cache) {
+        eprintln!(
+            "cache:       {} (default for local stores: kept across restarts; --no-cache turns it \
+             off)",
+            dir.display()
+        );
+        cellucid_edge::cache::local::spawn_warm_up(catalog.datasets().to_vec(), cache.clone());
+        service.mounts().seed().warm_gene_packs().await;
+    }
     let host = if args.host.is_unspecified() {
         "127.0.0.1".to_string()
     } else {
         args.host.to_string()
     };
     let base = format!("http://{host}:{}", local.port());
-    for ds in app.catalog().datasets() {
+    for ds in catalog.datasets() {
         eprintln!(
             "serving `{}` ({} cells, {} genes) from {shown}",
             ds.name(),
@@ -138,8 +178,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
              `cellucid-edge share --secret-env {} --base {base}`",
             args.share_secret_env.as_deref().unwrap_or_default()
         );
-    } else if app.catalog().is_multi() {
-        for ds in app.catalog().datasets() {
+    } else if catalog.is_multi() {
+        for ds in catalog.datasets() {
             println!(
                 "viewer link (0.0.9 protocol): {}&dataset={}",
                 link(&base),
@@ -149,8 +189,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         println!("viewer link (0.0.9 protocol): {}", link(&base));
     }
-    if let Some(v09) = app.protocol_09().filter(|_| !private) {
-        for (id, path) in v09.base_paths() {
+    if !private {
+        for (id, path) in service.mounts().v09().base_paths() {
             let remote = format!("{base}{path}");
             println!("0.9 base URL ({id}): {remote}");
             println!("viewer link (0.9 protocol):   {}", link(&remote));
@@ -166,7 +206,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
          collaborators serve over https (e.g. the Lambda deployment in infra/)."
     );
     eprintln!("press Ctrl-C to stop");
-    cellucid_edge::serve::serve_until(listener, app, async {
+    cellucid_edge::serve::serve_until(listener, service, async {
         let _ = tokio::signal::ctrl_c().await;
         eprintln!("shutting down");
     })

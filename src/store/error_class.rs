@@ -4,6 +4,8 @@
 use std::error::Error as StdError;
 use std::io;
 
+use super::confined::OutsideStore;
+
 /// What kind of failure an error is, for the layers that answer clients (HTTP status, retry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorClass {
@@ -17,6 +19,9 @@ pub enum ErrorClass {
     BadStore,
     /// The data declares more than this process can hold (its memory budget).
     TooLarge,
+    /// The store refused the read because the key resolves outside it (a symbolic link
+    /// leaving a confined local store; see [`ConfinedStore`](super::ConfinedStore)).
+    Refused,
     /// Anything else: a misconfiguration (e.g. the server may not read its store) or a bug.
     Internal,
 }
@@ -32,8 +37,10 @@ impl ErrorClass {
 ///
 /// - `NotFound` → [`ErrorClass::NotFound`] (callers reading a key their metadata promised
 ///   report it as [`ErrorClass::BadStore`]);
-/// - `PermissionDenied` / `Unauthenticated` → [`ErrorClass::Internal`]: the deployment's
-///   credentials are wrong, and retrying will not fix them;
+/// - `PermissionDenied` raised by a [`ConfinedStore`](super::ConfinedStore) (its source is an
+///   [`OutsideStore`]) → [`ErrorClass::Refused`]: the store refers outside itself;
+/// - any other `PermissionDenied`, and `Unauthenticated` → [`ErrorClass::Internal`]: the
+///   deployment's credentials are wrong, and retrying will not fix them;
 /// - `Generic` → by its source: an `std::io::Error` is classed by its kind (see
 ///   [`classify_io`]); anything else is what remains once `object_store` has mapped the
 ///   permanent HTTP answers (404, 401, 403, 409, 412, 304) to their own variants — network
@@ -46,6 +53,7 @@ pub fn classify_object_store(error: &object_store::Error) -> ErrorClass {
     match error {
         E::NotFound { .. } => ErrorClass::NotFound,
         E::Generic { source, .. } => classify_chain(source.as_ref()),
+        E::PermissionDenied { source, .. } if source.is::<OutsideStore>() => ErrorClass::Refused,
         E::PermissionDenied { .. } | E::Unauthenticated { .. } => ErrorClass::Internal,
         _ => ErrorClass::Internal,
     }
@@ -137,6 +145,13 @@ mod tests {
             classify_object_store(&generic(Box::new(reset))),
             ErrorClass::Transient
         );
+        // A confined store's refusal is typed by its source, not by its message.
+        let refused = object_store::Error::PermissionDenied {
+            path: "a".into(),
+            source: Box::new(OutsideStore { key: "a".into() }),
+        };
+        assert_eq!(classify_object_store(&refused), ErrorClass::Refused);
+        assert_eq!(classify_io(&io::Error::other(refused)), ErrorClass::Refused);
         let not_supported = object_store::Error::NotSupported { source: "x".into() };
         assert_eq!(classify_object_store(&not_supported), ErrorClass::Internal);
     }

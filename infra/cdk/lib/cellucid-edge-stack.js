@@ -14,6 +14,8 @@ const iam = require('aws-cdk-lib/aws-iam');
 const lambda = require('aws-cdk-lib/aws-lambda');
 const logs = require('aws-cdk-lib/aws-logs');
 const s3 = require('aws-cdk-lib/aws-s3');
+// distprecompute: the distributed precompute (Step Functions + task function), lib/precompute.js.
+const { CellucidPrecompute, precomputeSettings } = require('./precompute');
 
 const VIEWER = 'https://www.cellucid.com/?remote=';
 
@@ -56,6 +58,7 @@ function settingsFromContext(get) {
     httpApiRateLimit: num('httpApiRateLimit', 100),
     httpApiBurstLimit: num('httpApiBurstLimit', 200),
     shareSecret: str('shareSecret', undefined),
+    precompute: precomputeSettings(str, bool, num),
   };
   if (!['x86_64', 'arm64'].includes(settings.architecture)) {
     throw new Error(`architecture must be x86_64 or arm64, not ${settings.architecture}`);
@@ -260,6 +263,25 @@ class CellucidEdgeStack extends cdk.Stack {
       const host = `${api.apiId}.execute-api.${this.region}.${this.urlSuffix}`;
       new cdk.CfnOutput(this, 'HttpApiUrl', { value: `https://${host}`, description: 'HTTP API base URL' });
       new cdk.CfnOutput(this, 'ViewerUrlHttpApi', { value: viewerUrl(host), description: 'The Cellucid viewer opened on the HTTP API' });
+    }
+
+    // --- Distributed precompute (distprecompute) ------------------------------------------------
+    if (s.precompute.enabled && !s.serveDemo) {
+      const datasetEnvironment = {};
+      new CellucidPrecompute(this, 'Precompute', {
+        name: s.name,
+        bucketName,
+        bucketArn,
+        dataObjects,
+        cacheObjects,
+        dataUrl,
+        cacheUrl,
+        cachePrefix: s.cachePrefix,
+        architecture: s.architecture,
+        logRetentionDays: s.logRetentionDays,
+        datasetEnvironment,
+        precompute: s.precompute,
+      });
     }
 
     new cdk.CfnOutput(this, 'BucketName', { value: bucketName });
