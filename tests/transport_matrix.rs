@@ -703,3 +703,65 @@ async fn no_share_token_in_any_log_line() {
         );
     }
 }
+
+/// Hostile stores (issue 13, item 3) answer the same on every transport: a declared shape
+/// beyond the memory budget is a 507, a corrupt CSR `indptr` a 500 naming the damage, a
+/// categorical with more than 65 535 categories is left out of the documents (404 for its
+/// codes) — each with CORS, the rest of the atlas served byte-exact, both protocols still up,
+/// and nothing panics. The cases and their outcomes are `common::hostile_stores`'s (the same
+/// list `tests/hostile_stores.rs` runs in-process and through `inspect`), here on zarr v3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_stores_answer_clearly_everywhere() {
+    use common::hostile_stores::{Opened, cases, prepare};
+    const CASES: [&str; 3] = [
+        "10^12 declared cells",
+        "decreasing X indptr",
+        "categorical with 70,000 categories",
+    ];
+    let mut failures = Vec::new();
+    for name in CASES {
+        let case = cases()
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("no hostile case `{name}`"));
+        assert!(
+            matches!(case.opened, Opened::Serves(_)),
+            "{name}: the matrix needs a store that opens"
+        );
+        let store = prepare(case.atlas, "v3", case.damage).await;
+        let config = Config::default();
+        let service = service_for(store.path.to_str().expect("utf-8"), &config).await;
+        for via in ALL {
+            let t = connect(via, service.clone(), &config).await;
+            for check in case.checks {
+                let path = common::quote_route(check.route);
+                let r = t.get_viewer(&path).await;
+                let body = match r.decoded() {
+                    Ok(body) => body,
+                    Err(e) => {
+                        failures.push(format!("{name}: {via:?} {path}: {e}"));
+                        continue;
+                    }
+                };
+                if let Err(e) =
+                    check
+                        .outcome
+                        .judge(case.atlas, check.route, r.status.as_u16(), &body)
+                {
+                    failures.push(format!("{name}: {via:?} {path}: {e}"));
+                }
+                if r.header("access-control-allow-origin") != ORIGIN {
+                    failures.push(format!("{name}: {via:?} {path}: no CORS"));
+                }
+            }
+            // Whatever the damage, both protocols still answer.
+            for path in ["/_cellucid/health", "/v0.9/_cellucid/health"] {
+                let r = t.get(path, &[VIEWER]).await;
+                if r.status != StatusCode::OK {
+                    failures.push(format!("{name}: {via:?} {path}: {}", r.status));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
