@@ -81,7 +81,8 @@ impl std::fmt::Debug for Service {
 
 impl Service {
     /// The service over an opened `catalog`: the seed protocol at the root, the catalogue's
-    /// atlases under `/v0.9`.
+    /// atlases under `/v0.9`. Rendered artifacts are held in the catalogue's memory budget
+    /// (the one its atlases were opened with; [`Config::memory_cache_bytes`] is not used here).
     pub fn new(catalog: Catalog, config: Config) -> Result<Self, ServiceError> {
         let mounts = Mounts::new(catalog, &config)?;
         Ok(Service {
