@@ -255,7 +255,7 @@ pub const DEFAULT_READ_LIMIT: u64 = 1 << 30;
 ///
 /// Every read is checked before anything is allocated: the values it asks for must fit in
 /// the array's read limit (see [`ZArray::with_read_limit`]), so a store declaring 10¹² rows
-/// gets a [`TooLarge`](crate::memory::TooLarge) error, never an allocation failure.
+/// gets a [`TooLarge`] error, never an allocation failure.
 pub struct ZArray {
     key: String,
     backing: Backing,

@@ -2,7 +2,7 @@
 //! `.h5ad` (HDF5, feature `h5ad`) through libhdf5.
 //!
 //! Layers: the source's node tree ([`metadata`] for Zarr, consolidated or per node; `hdf5` for
-//! h5ad) → [`array`] (typed ranged reads of one array, either backing) → [`frame`] /
+//! h5ad) → [`array`](mod@array) (typed ranged reads of one array, either backing) → [`frame`] /
 //! [`layout`] / [`matrix`] / [`sparse`] (AnnData encodings, shared by both formats). Sizes read
 //! from metadata are checked in this shared layer, above both backends: every read must fit
 //! the store's read limit (a dataset's memory budget) before anything is allocated.
