@@ -4,6 +4,8 @@
 mod documents;
 mod error;
 pub mod fields;
+// Strict profile (#14): the graph's weights and degree rule.
+mod strict_graph;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -28,6 +30,7 @@ use crate::store::{ReadMetrics, StoreLocation};
 
 pub use error::DatasetError;
 pub use fields::FieldKind;
+pub use strict_graph::StrictGraph;
 
 /// Settings of the reference adapter that change artifacts (they enter the cache fingerprint).
 #[derive(Debug, Clone)]
@@ -120,6 +123,8 @@ pub struct Dataset {
     continuous: Mutex<HashMap<usize, Memo<Vec<f32>>>>,
     latent: OnceCell<Option<Arc<Latent>>>,
     edges: OnceCell<Option<Arc<Edges>>>,
+    /// Strict profile (#14): the graph's strict verdict (see `strict_graph.rs`).
+    strict_graph: OnceCell<Option<Arc<StrictGraph>>>,
     documents: documents::DocumentCache,
     /// Bounds concurrent full scans of a CSR X (a gene without the gene-major pack): each
     /// holds a stream of X's chunks, so unbounded concurrency would make memory grow with
@@ -203,6 +208,7 @@ impl Dataset {
             continuous: Mutex::new(HashMap::new()),
             latent: OnceCell::new(),
             edges: OnceCell::new(),
+            strict_graph: OnceCell::new(),
             documents: Default::default(),
             csr_scans: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),

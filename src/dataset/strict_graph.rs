@@ -1,0 +1,207 @@
+//! The connectivity graph as the strict profile sees it (protocol-strict.md §8, §12.4): the
+//! seed's edge list, the float64 weight of every edge read from `obsp['connectivities']`, the
+//! edge degree, and whether a valid strict form exists.
+//!
+//! One read of the graph serves both this check and the seed's edge memo (when the seed has
+//! not read it yet), so the strict identity costs what the seed's does. The weights
+//! themselves are not retained (8 bytes per edge): [`Dataset::strict_edge_weights`] reads the
+//! graph again when the weights file is asked for, and the HTTP layer memoises its body.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::{Dataset, DatasetError, edges_from_arrays};
+use crate::anndata::matrix::SparseArrays;
+use crate::anndata::{MatrixMeta, Numbers};
+use crate::model::edges::{Edges, IndexDtype};
+use crate::model::weights::{
+    NoStrictForm, SparseLayout, check_size, check_weights, edge_weights, max_degree, weights_bytes,
+};
+
+/// The strict profile's view of an atlas's graph (small; memoised per dataset).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StrictGraph {
+    /// Cells.
+    pub n_cells: u64,
+    /// Edges of the seed's edge list.
+    pub n_edges: usize,
+    /// Largest number of edges touching one cell (the strict `max_neighbors`).
+    pub max_degree: usize,
+    /// `Ok(index dtype)` when the graph has a valid strict form, else why not.
+    pub verdict: Result<IndexDtype, NoStrictForm>,
+}
+
+impl StrictGraph {
+    /// The strict index dtype, when the graph has a strict form.
+    pub fn index_dtype(&self) -> Option<IndexDtype> {
+        self.verdict.as_ref().ok().copied()
+    }
+
+    fn unusable(n_cells: u64, reason: String) -> Self {
+        StrictGraph {
+            n_cells,
+            n_edges: 0,
+            max_degree: 0,
+            verdict: Err(NoStrictForm::Unreadable { reason }),
+        }
+    }
+}
+
+/// Weights of `edges` from the arrays they were built from.
+fn weights_from_arrays(
+    edges: &Edges,
+    arrays: &SparseArrays,
+    layout: SparseLayout,
+) -> Result<Vec<Option<f64>>, crate::model::ModelError> {
+    macro_rules! run {
+        ($data:expr) => {
+            edge_weights(edges, &arrays.indptr, &arrays.indices, $data, layout)
+        };
+    }
+    match &arrays.data {
+        Numbers::Bool(v) => run!(v),
+        Numbers::I8(v) => run!(v),
+        Numbers::I16(v) => run!(v),
+        Numbers::I32(v) => run!(v),
+        Numbers::I64(v) => run!(v),
+        Numbers::U8(v) => run!(v),
+        Numbers::U16(v) => run!(v),
+        Numbers::U32(v) => run!(v),
+        Numbers::U64(v) => run!(v),
+        Numbers::F16(v) | Numbers::F32(v) => run!(v),
+        Numbers::F64(v) => run!(v),
+    }
+}
+
+/// The verified weights of `edges`, or why there are none.
+fn strict_weights(
+    n_cells: u64,
+    edges: &Edges,
+    arrays: &SparseArrays,
+    layout: SparseLayout,
+) -> Result<(IndexDtype, Vec<f64>), NoStrictForm> {
+    let dtype = check_size(n_cells, edges.n_edges())?;
+    let weights =
+        weights_from_arrays(edges, arrays, layout).map_err(|e| NoStrictForm::Unreadable {
+            reason: e.to_string(),
+        })?;
+    Ok((dtype, check_weights(edges, &weights)?))
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, DatasetError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| DatasetError::Unsupported(format!("graph task failed: {e}")))
+}
+
+impl Dataset {
+    /// The sparse layout of `obsp['connectivities']`, `None` without a graph, or the reason it
+    /// cannot be a graph (dense).
+    fn connectivity_layout(
+        &self,
+    ) -> Option<Result<(&crate::anndata::SparseMeta, SparseLayout), String>> {
+        match &self.layout.connectivities {
+            MatrixMeta::Absent => None,
+            MatrixMeta::Csr(meta) => Some(Ok((meta, SparseLayout::Csr))),
+            MatrixMeta::Csc(meta) => Some(Ok((meta, SparseLayout::Csc))),
+            MatrixMeta::Dense { .. } => Some(Err(
+                "obsp['connectivities'] is dense; expected a sparse matrix".into(),
+            )),
+        }
+    }
+
+    /// Read the graph's arrays and its seed edge list (from the seed's memo, or computed from
+    /// these arrays and memoised for the seed). `Ok(Err(reason))`: the graph is unusable.
+    async fn graph_arrays(
+        &self,
+        meta: &crate::anndata::SparseMeta,
+        layout: SparseLayout,
+    ) -> Result<Result<(Arc<SparseArrays>, Arc<Edges>), String>, DatasetError> {
+        let arrays = match self.store.read_sparse(meta).await {
+            Ok(arrays) => Arc::new(arrays),
+            Err(e) if e.is_transient() => return Err(e.into()),
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        if let Some(Some(edges)) = self.edges.get() {
+            return Ok(Ok((arrays, edges.clone())));
+        }
+        let n = self.layout.n_obs as usize;
+        let csc = layout == SparseLayout::Csc;
+        let computed = {
+            let arrays = arrays.clone();
+            blocking(move || edges_from_arrays(n, &arrays, csc)).await?
+        };
+        match computed {
+            Ok(edges) => {
+                let edges = Arc::new(edges);
+                // The seed's identity and edge files reuse this read; when the seed is
+                // computing its own right now, both simply finish.
+                let _ = self.edges.set(Some(edges.clone()));
+                Ok(Ok((arrays, edges)))
+            }
+            Err(e) => Ok(Err(e.to_string())),
+        }
+    }
+
+    /// The graph as the strict profile sees it (`None`: no `obsp['connectivities']`).
+    /// Transient store failures are errors (and not memoised); a graph that cannot be used is
+    /// a [`StrictGraph`] whose verdict says why.
+    pub async fn strict_graph(&self) -> Result<Option<Arc<StrictGraph>>, DatasetError> {
+        self.strict_graph
+            .get_or_try_init(|| async {
+                let n_cells = self.n_cells();
+                let (meta, layout) = match self.connectivity_layout() {
+                    None => return Ok(None),
+                    Some(Err(reason)) => {
+                        return Ok(Some(Arc::new(StrictGraph::unusable(n_cells, reason))));
+                    }
+                    Some(Ok(found)) => found,
+                };
+                let (arrays, edges) = match self.graph_arrays(meta, layout).await? {
+                    Ok(pair) => pair,
+                    Err(reason) => {
+                        return Ok(Some(Arc::new(StrictGraph::unusable(n_cells, reason))));
+                    }
+                };
+                let graph = blocking(move || StrictGraph {
+                    n_cells,
+                    n_edges: edges.n_edges(),
+                    max_degree: max_degree(&edges),
+                    verdict: strict_weights(n_cells, &edges, &arrays, layout).map(|(d, _)| d),
+                })
+                .await?;
+                Ok::<_, DatasetError>(Some(Arc::new(graph)))
+            })
+            .await
+            .cloned()
+    }
+
+    /// The strict weights file: one little-endian float64 per edge, in edge order
+    /// (`NotFound` when the graph is absent or has no strict form).
+    pub async fn strict_edge_weights(&self) -> Result<Bytes, DatasetError> {
+        let no_graph = || DatasetError::NotFound("Connectivity data not available".into());
+        let graph = self.strict_graph().await?.ok_or_else(no_graph)?;
+        if graph.verdict.is_err() {
+            return Err(no_graph());
+        }
+        let Some(Ok((meta, layout))) = self.connectivity_layout() else {
+            return Err(no_graph());
+        };
+        let (arrays, edges) = self
+            .graph_arrays(meta, layout)
+            .await?
+            .map_err(|reason| DatasetError::Unsupported(reason))?;
+        let n_cells = self.n_cells();
+        let weights = blocking(move || strict_weights(n_cells, &edges, &arrays, layout)).await?;
+        match weights {
+            Ok((_, weights)) => Ok(Bytes::from(weights_bytes(&weights))),
+            // The memoised verdict said the graph was fine: the store changed under us.
+            Err(e) => Err(DatasetError::Unsupported(format!(
+                "the connectivity graph changed while being served: {e}"
+            ))),
+        }
+    }
+}

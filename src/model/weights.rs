@@ -1,0 +1,443 @@
+//! Edge weights and the degree rule of the strict profile (protocol-strict.md §8, §12.4).
+//!
+//! The strict viewer needs one float64 weight per edge of the seed's edge list ([`Edges`],
+//! built from `S = C + Cᵀ`): the weight of edge `(s, d)`, `s < d`, is the stored value of the
+//! connectivity matrix at row `s`, column `d` (duplicates summed, as SciPy reads them), widened
+//! to float64. Every weight must be finite and strictly positive, `max_neighbors` must be the
+//! largest number of edges touching one cell, and the index width is uint16 up to 65 536
+//! cells, uint32 up to 2³², with no form above. A graph breaking one of these has no valid
+//! strict form ([`NoStrictForm`]); the strict profile then publishes no graph.
+
+use crate::model::edges::{EdgeValue, Edges, IndexDtype};
+use crate::model::error::{ModelError, ModelResult};
+
+/// Largest edge working set (sources + destinations + weights) the strict viewer accepts.
+pub const MAX_WORKING_SET_BYTES: u64 = 512 << 20;
+
+/// A stored value type that widens to float64 (the weights file's dtype).
+pub trait WeightValue: EdgeValue {
+    /// The value as float64 (`numpy.astype(float64)`).
+    fn widen(self) -> f64;
+}
+
+macro_rules! weight_value {
+    ($($t:ty),*) => {$(
+        impl WeightValue for $t {
+            fn widen(self) -> f64 { self as f64 }
+        }
+    )*};
+}
+weight_value!(f32, f64, i8, i16, i32, i64, u8, u16, u32, u64);
+
+impl WeightValue for bool {
+    fn widen(self) -> f64 {
+        if self { 1.0 } else { 0.0 }
+    }
+}
+
+/// Which axis `indptr` runs over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SparseLayout {
+    /// Compressed rows: `indptr` over rows, `indices` are columns.
+    Csr,
+    /// Compressed columns: `indptr` over columns, `indices` are rows.
+    Csc,
+}
+
+/// Why a graph has no valid strict form (the strict profile then omits it).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NoStrictForm {
+    /// More cells than a uint32 index can address.
+    #[error("{n_cells} cells: edge indices above 2^32 cells have no strict form")]
+    TooManyCells {
+        /// Number of cells.
+        n_cells: u64,
+    },
+    /// An edge exists only through `C[d, s]` (the matrix is not symmetric in its pattern),
+    /// so it has no stored weight at `C[s, d]`.
+    #[error(
+        "{count} of {n_edges} edges have no stored weight at (source, destination), e.g. ({src}, {dst}) exists only as C[{dst}, {src}] (the connectivities are not symmetric)"
+    )]
+    MissingWeight {
+        /// First offending edge's source.
+        src: u32,
+        /// First offending edge's destination.
+        dst: u32,
+        /// Offending edges.
+        count: usize,
+        /// All edges.
+        n_edges: usize,
+    },
+    /// A stored weight is zero or negative.
+    #[error(
+        "{count} of {n_edges} edges have a weight that is not > 0, e.g. C[{src}, {dst}] = {value}"
+    )]
+    NonPositiveWeight {
+        /// First offending edge's source.
+        src: u32,
+        /// First offending edge's destination.
+        dst: u32,
+        /// Its weight.
+        value: f64,
+        /// Offending edges.
+        count: usize,
+        /// All edges.
+        n_edges: usize,
+    },
+    /// A stored weight is NaN or infinite.
+    #[error("{count} of {n_edges} edges have a non-finite weight, e.g. C[{src}, {dst}] = {value}")]
+    NonFiniteWeight {
+        /// First offending edge's source.
+        src: u32,
+        /// First offending edge's destination.
+        dst: u32,
+        /// Its weight.
+        value: f64,
+        /// Offending edges.
+        count: usize,
+        /// All edges.
+        n_edges: usize,
+    },
+    /// Sources, destinations and weights together exceed the viewer's working set.
+    #[error(
+        "the edge buffers need {bytes} bytes, above the viewer's working set of {MAX_WORKING_SET_BYTES} bytes"
+    )]
+    TooLarge {
+        /// Bytes of sources + destinations + weights.
+        bytes: u64,
+    },
+    /// The graph cannot be read as a sparse matrix at all.
+    #[error("the connectivity graph is unusable: {reason}")]
+    Unreadable {
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The index dtype the strict profile requires: uint16 up to 65 536 cells, uint32 up to 2³²
+/// cells, none above (the seed switches to uint32 one cell earlier and writes uint64 above).
+pub fn strict_index_dtype(n_cells: u64) -> Option<IndexDtype> {
+    if n_cells <= 65_536 {
+        Some(IndexDtype::U16)
+    } else if n_cells <= 1 << 32 {
+        Some(IndexDtype::U32)
+    } else {
+        None
+    }
+}
+
+/// Little-endian encoding of edge endpoints in a strict dtype (uint16 holds 0..=65 535, so
+/// every cell of a 65 536-cell atlas fits).
+pub fn encode_strict_indices(values: impl Iterator<Item = u32>, dtype: IndexDtype) -> Vec<u8> {
+    let mut out = Vec::new();
+    match dtype {
+        IndexDtype::U16 => values.for_each(|v| out.extend_from_slice(&(v as u16).to_le_bytes())),
+        IndexDtype::U32 => values.for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        IndexDtype::U64 => {
+            values.for_each(|v| out.extend_from_slice(&u64::from(v).to_le_bytes()));
+        }
+    }
+    out
+}
+
+/// The largest number of edges touching one cell, both endpoints counted (what the strict
+/// `max_neighbors` must be; self-loops are not edges and do not count).
+pub fn max_degree(edges: &Edges) -> usize {
+    let n = usize::try_from(edges.n_cells).unwrap_or(0);
+    let mut degree = vec![0u32; n];
+    for (s, d) in edges.pairs() {
+        for cell in [s, d] {
+            if let Some(slot) = degree.get_mut(cell as usize) {
+                *slot = slot.saturating_add(1);
+            }
+        }
+    }
+    degree.into_iter().max().unwrap_or(0) as usize
+}
+
+/// The weight of every edge, in edge order: `C[s, d]` (duplicates summed in storage order,
+/// in the stored type) widened to float64, or `None` where `C[s, d]` is not stored.
+///
+/// `indptr`, `indices`, `data` are the arrays of `C` in `layout`; they must be the arrays
+/// `edges` was built from (validated there), otherwise entries outside the edge list are
+/// ignored and malformed offsets are an error.
+pub fn edge_weights<V: WeightValue>(
+    edges: &Edges,
+    indptr: &[i64],
+    indices: &[i64],
+    data: &[V],
+    layout: SparseLayout,
+) -> ModelResult<Vec<Option<f64>>> {
+    let invalid = |reason: String| ModelError::InvalidSparse { reason };
+    if indices.len() != data.len() {
+        return Err(invalid(format!(
+            "indices ({}) and data ({}) differ in length",
+            indices.len(),
+            data.len()
+        )));
+    }
+    let mut sums: Vec<Option<V>> = vec![None; edges.n_edges()];
+    for (major, w) in indptr.windows(2).enumerate() {
+        let (start, end) = (usize::try_from(w[0]), usize::try_from(w[1]));
+        let (Ok(start), Ok(end)) = (start, end) else {
+            return Err(invalid(format!("indptr[{major}] is negative")));
+        };
+        if start > end || end > indices.len() {
+            return Err(invalid(format!(
+                "indptr is not a valid offset array at {major}"
+            )));
+        }
+        for (&minor, &value) in indices[start..end].iter().zip(&data[start..end]) {
+            let Ok(minor) = usize::try_from(minor) else {
+                return Err(invalid(format!("negative index {minor}")));
+            };
+            let (row, col) = match layout {
+                SparseLayout::Csr => (major, minor),
+                SparseLayout::Csc => (minor, major),
+            };
+            if row >= col {
+                continue;
+            }
+            let Some(position) = edge_position(edges, row, col) else {
+                // C[s, d] + C[d, s] summed to zero: not an edge.
+                continue;
+            };
+            let slot = &mut sums[position];
+            *slot = Some(slot.unwrap_or_else(V::zero).plus(value));
+        }
+    }
+    Ok(sums.into_iter().map(|s| s.map(V::widen)).collect())
+}
+
+fn edge_position(edges: &Edges, row: usize, col: usize) -> Option<usize> {
+    let start = *edges.offsets.get(row)?;
+    let end = *edges.offsets.get(row + 1)?;
+    let col = u32::try_from(col).ok()?;
+    edges
+        .dst
+        .get(start..end)?
+        .binary_search(&col)
+        .ok()
+        .map(|i| start + i)
+}
+
+/// The weights as the strict viewer requires them (every one finite and > 0), or the reason
+/// the graph has no strict form.
+pub fn check_weights(edges: &Edges, weights: &[Option<f64>]) -> Result<Vec<f64>, NoStrictForm> {
+    let n_edges = weights.len();
+    let mut missing: Option<((u32, u32), usize)> = None;
+    let mut non_positive: Option<((u32, u32), f64, usize)> = None;
+    let mut non_finite: Option<((u32, u32), f64, usize)> = None;
+    for ((s, d), w) in edges.pairs().zip(weights) {
+        match w {
+            None => {
+                let e = missing.get_or_insert(((s, d), 0));
+                e.1 += 1;
+            }
+            Some(v) if !v.is_finite() => {
+                let e = non_finite.get_or_insert(((s, d), *v, 0));
+                e.2 += 1;
+            }
+            Some(v) if *v <= 0.0 => {
+                let e = non_positive.get_or_insert(((s, d), *v, 0));
+                e.2 += 1;
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(((source, destination), count)) = missing {
+        return Err(NoStrictForm::MissingWeight {
+            src: source,
+            dst: destination,
+            count,
+            n_edges,
+        });
+    }
+    if let Some(((source, destination), value, count)) = non_finite {
+        return Err(NoStrictForm::NonFiniteWeight {
+            src: source,
+            dst: destination,
+            value,
+            count,
+            n_edges,
+        });
+    }
+    if let Some(((source, destination), value, count)) = non_positive {
+        return Err(NoStrictForm::NonPositiveWeight {
+            src: source,
+            dst: destination,
+            value,
+            count,
+            n_edges,
+        });
+    }
+    Ok(weights.iter().map(|w| w.unwrap_or(0.0)).collect())
+}
+
+/// The graph-level rules that do not need weights: index width and working set.
+pub fn check_size(n_cells: u64, n_edges: usize) -> Result<IndexDtype, NoStrictForm> {
+    let dtype = strict_index_dtype(n_cells).ok_or(NoStrictForm::TooManyCells { n_cells })?;
+    let bytes = (n_edges as u64).saturating_mul(2 * dtype.index_bytes() as u64 + 8);
+    if bytes > MAX_WORKING_SET_BYTES {
+        return Err(NoStrictForm::TooLarge { bytes });
+    }
+    Ok(dtype)
+}
+
+/// Little-endian float64 bytes (the weights file).
+pub fn weights_bytes(weights: &[f64]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(weights.len() * 8);
+    for w in weights {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::edges::connectivity_edges_csr;
+
+    /// CSR arrays of a dense matrix (row-major, zeros not stored).
+    fn csr(n: usize, dense: &[f32]) -> (Vec<i64>, Vec<i64>, Vec<f32>) {
+        let (mut indptr, mut indices, mut data) = (vec![0i64], Vec::new(), Vec::new());
+        for i in 0..n {
+            for j in 0..n {
+                let v = dense[i * n + j];
+                if v != 0.0 {
+                    indices.push(j as i64);
+                    data.push(v);
+                }
+            }
+            indptr.push(indices.len() as i64);
+        }
+        (indptr, indices, data)
+    }
+
+    fn weights_of(n: usize, dense: &[f32]) -> (Edges, Vec<Option<f64>>) {
+        let (p, i, d) = csr(n, dense);
+        let edges = connectivity_edges_csr(n, &p, &i, &d).unwrap();
+        let w = edge_weights(&edges, &p, &i, &d, SparseLayout::Csr).unwrap();
+        (edges, w)
+    }
+
+    #[test]
+    fn symmetric_graph_has_weights_in_edge_order() {
+        #[rustfmt::skip]
+        let dense = [
+            0.0, 0.5, 0.25, 0.0,
+            0.5, 0.0, 0.0, 1.0,
+            0.25, 0.0, 0.0, 0.0,
+            0.0, 1.0, 0.0, 0.0,
+        ];
+        let (edges, w) = weights_of(4, &dense);
+        assert_eq!(edges.pairs().collect::<Vec<_>>(), [(0, 1), (0, 2), (1, 3)]);
+        assert_eq!(check_weights(&edges, &w), Ok(vec![0.5, 0.25, 1.0]));
+        assert_eq!(max_degree(&edges), 2);
+        assert_eq!(max_degree(&edges), edges.max_neighbors);
+        assert_eq!(weights_bytes(&[0.5]), 0.5f64.to_le_bytes().to_vec());
+    }
+
+    #[test]
+    fn csc_arrays_give_the_same_weights() {
+        #[rustfmt::skip]
+        let dense = [
+            0.0, 0.5, 0.0,
+            0.75, 0.0, 2.0,
+            0.0, 2.0, 0.0,
+        ];
+        let (edges, w) = weights_of(3, &dense);
+        // The CSC arrays of `dense` are the CSR arrays of its transpose.
+        let mut t = [0f32; 9];
+        for i in 0..3 {
+            for j in 0..3 {
+                t[j * 3 + i] = dense[i * 3 + j];
+            }
+        }
+        let (p, i, d) = csr(3, &t);
+        let csc = edge_weights(&edges, &p, &i, &d, SparseLayout::Csc).unwrap();
+        assert_eq!(w, csc);
+        // Row = source: (0, 1) weighs C[0, 1] = 0.5, not C[1, 0] = 0.75.
+        assert_eq!(w, vec![Some(0.5), Some(2.0)]);
+    }
+
+    #[test]
+    fn asymmetric_zero_and_nan_weights_have_no_strict_form() {
+        // (0, 2) exists only as C[2, 0].
+        #[rustfmt::skip]
+        let asym = [
+            0.0, 1.0, 0.0,
+            1.0, 0.0, 0.0,
+            3.0, 0.0, 0.0,
+        ];
+        let (edges, w) = weights_of(3, &asym);
+        assert!(matches!(
+            check_weights(&edges, &w),
+            Err(NoStrictForm::MissingWeight {
+                src: 0,
+                dst: 2,
+                count: 1,
+                n_edges: 2
+            })
+        ));
+        // A negative upper value with a larger positive reverse: an edge with weight < 0.
+        #[rustfmt::skip]
+        let negative = [
+            0.0, -1.0,
+            2.0, 0.0,
+        ];
+        let (edges, w) = weights_of(2, &negative);
+        assert!(matches!(
+            check_weights(&edges, &w),
+            Err(NoStrictForm::NonPositiveWeight { value, .. }) if value == -1.0
+        ));
+        #[rustfmt::skip]
+        let nan = [
+            0.0, f32::NAN,
+            f32::NAN, 0.0,
+        ];
+        let (edges, w) = weights_of(2, &nan);
+        assert!(matches!(
+            check_weights(&edges, &w),
+            Err(NoStrictForm::NonFiniteWeight { .. })
+        ));
+    }
+
+    #[test]
+    fn duplicates_are_summed_and_self_loops_do_not_count() {
+        // Row 0 stores column 1 twice (0.25 + 0.5) and a self-loop.
+        let indptr = [0i64, 3, 4];
+        let indices = [1i64, 0, 1, 0];
+        let data = [0.25f32, 9.0, 0.5, 0.75];
+        let edges = connectivity_edges_csr(2, &indptr, &indices, &data).unwrap();
+        let w = edge_weights(&edges, &indptr, &indices, &data, SparseLayout::Csr).unwrap();
+        assert_eq!(w, vec![Some(0.75)]);
+        // The seed counts the stored diagonal (2); the strict degree is 1.
+        assert_eq!(edges.max_neighbors, 2);
+        assert_eq!(max_degree(&edges), 1);
+    }
+
+    #[test]
+    fn index_width_and_size_limits() {
+        assert_eq!(strict_index_dtype(65_535), Some(IndexDtype::U16));
+        assert_eq!(strict_index_dtype(65_536), Some(IndexDtype::U16));
+        assert_eq!(strict_index_dtype(65_537), Some(IndexDtype::U32));
+        assert_eq!(strict_index_dtype(1 << 32), Some(IndexDtype::U32));
+        assert_eq!(strict_index_dtype((1 << 32) + 1), None);
+        assert_eq!(
+            check_size((1 << 32) + 1, 0),
+            Err(NoStrictForm::TooManyCells {
+                n_cells: (1 << 32) + 1
+            })
+        );
+        assert_eq!(check_size(100_000, 1_000), Ok(IndexDtype::U32));
+        assert!(matches!(
+            check_size(100_000, 40_000_000),
+            Err(NoStrictForm::TooLarge { .. })
+        ));
+        assert_eq!(
+            encode_strict_indices([65_535u32, 1].into_iter(), IndexDtype::U16),
+            vec![0xff, 0xff, 1, 0]
+        );
+    }
+}
