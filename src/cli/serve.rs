@@ -56,6 +56,10 @@ pub struct ServeArgs {
     /// loopback bind otherwise answers 421 to any Host but this server's (DNS-rebinding guard).
     #[arg(long = "allowed-host", value_name = "NAME", value_delimiter = ',')]
     pub allowed_hosts: Vec<String>,
+    /// Strict profile (/strict, #14): serve gene and continuous obs values quantised to 8 or
+    /// 16 bits (min/max in the manifests' tuples, NaN as the missing code) instead of float32.
+    #[arg(long, value_name = "BITS", env = "CELLUCID_QUANTIZE")]
+    pub quantize: Option<cellucid_edge::model::quantize::QuantBits>,
     #[command(flatten)]
     pub atlas: AtlasArgs,
 }
@@ -99,6 +103,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         share,
         request_timeout: args.request_timeout,
         gene_pack_on_demand: !args.no_pack_on_demand,
+        strict: cellucid_edge::protocol::strict::StrictConfig {
+            quantize: args.quantize,
+        },
     };
     let app = super::ready::with_protocol_09(
         App::new(catalog, config),

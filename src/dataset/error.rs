@@ -30,6 +30,9 @@ pub enum DatasetError {
     /// A request for something the field does not have (e.g. `values` of a text column).
     #[error("{0}")]
     Unsupported(String),
+    /// A strict-profile document could not be produced (#14).
+    #[error(transparent)]
+    Strict(#[from] crate::protocol::strict::StrictError),
 }
 
 impl DatasetError {

@@ -193,7 +193,7 @@ impl Dataset {
         let (arrays, edges) = self
             .graph_arrays(meta, layout)
             .await?
-            .map_err(|reason| DatasetError::Unsupported(reason))?;
+            .map_err(DatasetError::Unsupported)?;
         let n_cells = self.n_cells();
         let weights = blocking(move || strict_weights(n_cells, &edges, &arrays, layout)).await?;
         match weights {

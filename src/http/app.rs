@@ -19,6 +19,7 @@ use crate::cache::precompute::{PrecomputeOptions, build_gene_pack_on_demand};
 use crate::cache::{ArtifactCache, GenePack, fingerprint};
 use crate::catalog::Catalog;
 use crate::dataset::{Dataset, DatasetError};
+use crate::protocol::strict::{self, StrictTarget};
 use crate::protocol::{Artifact, ArtifactKind, Route, decode_path, parse_route, resolve_artifact};
 use crate::share::{self, ShareError, ShareSecret};
 use crate::store::ReadMetrics;
@@ -122,6 +123,8 @@ pub struct AppConfig {
     /// served by scanning until the pack is complete. Off for the Lambda (a frozen sandbox
     /// cannot run background work; run `precompute`).
     pub gene_pack_on_demand: bool,
+    /// The strict profile under `/strict` (#14): e.g. quantised payloads.
+    pub strict: crate::protocol::strict::StrictConfig,
 }
 
 /// Default [`AppConfig::request_timeout`].
@@ -140,6 +143,7 @@ impl Default for AppConfig {
             share: None,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             gene_pack_on_demand: false,
+            strict: crate::protocol::strict::StrictConfig::default(),
         }
     }
 }
@@ -504,6 +508,10 @@ impl App {
                 return r;
             }
         }
+        // ── strict profile (#14): one arm; the router takes it over at merge ──────────────
+        if let Some(response) = self.strict_dispatch(&ctx, request).await {
+            return response;
+        }
         let (dataset, route) = match self.target(request) {
             Ok(Target::Control(route)) => {
                 let scope = request
@@ -585,19 +593,32 @@ impl App {
         if !cache.can_presign() {
             return Ok(None);
         }
-        let Ok(Target::Artifact(dataset, route)) = self.target(request) else {
-            return Ok(None);
+        // ── strict profile (#14) ──
+        let (dataset, artifact, raw_gzip) = match self.strict_target(request) {
+            Some(Ok(StrictTarget::Dataset(dataset, route))) => {
+                let artifact = strict::resolve(dataset, &route, &self.config.strict)
+                    .await
+                    .map_err(|e| PresignError::Artifact(Arc::new(e)))?;
+                (dataset, artifact, false)
+            }
+            Some(_) => return Ok(None),
+            None => {
+                let Ok(Target::Artifact(dataset, route)) = self.target(request) else {
+                    return Ok(None);
+                };
+                let artifact = resolve_artifact(dataset, &route)
+                    .await
+                    .map_err(|e| PresignError::Artifact(Arc::new(e)))?;
+                (dataset, artifact, route.is_raw_gzip())
+            }
         };
-        let artifact = resolve_artifact(dataset, &route)
-            .await
-            .map_err(|e| PresignError::Artifact(Arc::new(e)))?;
         let (rendered, _) = self
             .render(dataset, &artifact)
             .await
             .map_err(PresignError::Artifact)?;
         let fingerprint = self.fingerprint(dataset.id()).unwrap_or_default();
         let content_type = artifact.kind().content_type();
-        let (key, encoding) = if route.is_raw_gzip() {
+        let (key, encoding) = if raw_gzip {
             (format!("{}.gzfile", artifact.cache_key()), None)
         } else {
             (artifact.cache_key(), Some("gzip"))
@@ -615,6 +636,77 @@ impl App {
         }
         Ok(cache.presigned_get(fingerprint, &key, expires_in).await)
     }
+
+    // ── strict profile (#14) ─────────────────────────────────────────────────────────────
+    // The strict profile's arm (see `crate::protocol::strict`): the router takes these two
+    // methods over at merge; everything they call is the strict module's plain functions and
+    // the shared artifact path above.
+
+    /// The strict target of `request` when its path is under `/strict` (`Err`: the response
+    /// for a path that leads nowhere); `None` for any other path.
+    fn strict_target<B>(&self, request: &Request<B>) -> Option<Result<StrictTarget<'_>, Miss>> {
+        let raw = request.uri().path();
+        strict::below_base(raw)?;
+        let decoded = match decode_path(raw) {
+            Ok(p) => p,
+            Err(crate::protocol::PathError::TooLong) => return Some(Err(Miss::TooLong)),
+            Err(e) => return Some(Err(Miss::BadPath(e.to_string()))),
+        };
+        let Some(below) = strict::below_base(&decoded) else {
+            return Some(Err(Miss::NotFound));
+        };
+        let target = match strict::parse_target(&self.catalog, below) {
+            Some(target) => target,
+            None => return Some(Err(Miss::NotFound)),
+        };
+        if let (StrictTarget::Dataset(dataset, _), Some(ShareScope(Some(scope)))) =
+            (&target, request.extensions().get::<ShareScope>())
+            && dataset.id() != scope
+        {
+            return Some(Err(Miss::WrongDataset));
+        }
+        Some(Ok(target))
+    }
+
+    /// The response to a request under `/strict`; `None` for any other path.
+    async fn strict_dispatch<B>(
+        &self,
+        ctx: &Ctx<'_>,
+        request: &Request<B>,
+    ) -> Option<Response<Bytes>> {
+        let target = match self.strict_target(request)? {
+            Ok(target) => target,
+            Err(miss) => return Some(miss.response()),
+        };
+        let scope = request
+            .extensions()
+            .get::<ShareScope>()
+            .and_then(|s| s.0.as_deref());
+        Some(match target {
+            StrictTarget::Control(control) => {
+                match strict::control_document(&self.catalog, control, scope) {
+                    Some(document) => json_response(&document),
+                    None => {
+                        let route = match control {
+                            strict::StrictControl::Info => Route::Info,
+                            _ => Route::Health,
+                        };
+                        self.control(&route, request.extensions().get::<ServerIdentity>(), scope)
+                    }
+                }
+            }
+            StrictTarget::Dataset(dataset, route) => {
+                match strict::resolve(dataset, &route, &self.config.strict).await {
+                    Ok(artifact) => self
+                        .rendered_response(ctx, dataset, &artifact, false)
+                        .await
+                        .unwrap_or_else(|e| error_response(&e)),
+                    Err(e) => error_response(&e),
+                }
+            }
+        })
+    }
+    // ── end of the strict profile's arm ──────────────────────────────────────────────────
 
     /// A control document; a dataset-bound share token (`scope`) lists only its dataset.
     fn control(
@@ -664,12 +756,7 @@ impl App {
                 json!({ "datasets": list })
             }
         };
-        let bytes = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
-        let mut r = Response::new(bytes.clone());
-        set_len_and_type(&mut r, "application/json", bytes.len());
-        r.headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        r
+        json_response(&body)
     }
 
     /// The fingerprint of atlas `id` (cache key prefix).
@@ -788,6 +875,8 @@ impl App {
                     },
                     None => None,
                 },
+                // Never stored (derived from a gene on every cold request): no GET.
+                a if !a.write_back() => None,
                 _ => match cache.get(&fingerprint, &key).await {
                     Ok(found) => found,
                     Err(e) => {
@@ -806,7 +895,15 @@ impl App {
             }
         }
         let computing = Instant::now();
-        let body = artifact.compute(dataset).await?;
+        let body = match artifact.derived_from() {
+            // Strict documents and quantised payloads (#14): translated from the seed
+            // artifact's body, itself from memory, the cache prefix or the source.
+            Some(source) => {
+                let source_body = self.source_body(dataset, &source).await?;
+                artifact.derive(dataset, source_body).await?
+            }
+            None => artifact.compute(dataset).await?,
+        };
         let gzipped = {
             let body = body.clone();
             tokio::task::spawn_blocking(move || gzip(&body))
@@ -816,7 +913,7 @@ impl App {
         let compute_ms = computing.elapsed().as_secs_f64() * 1000.0;
         // Genes are not written one by one: precompute builds the gene-major pack.
         if let Some(cache) = &self.config.cache
-            && !matches!(artifact, Artifact::Gene(_))
+            && artifact.write_back()
             && let Err(e) = cache
                 .put(
                     &fingerprint,
@@ -838,6 +935,23 @@ impl App {
             },
             Outcome::Computed(compute_ms),
         ))
+    }
+
+    /// The uncompressed body of `source` for a derived artifact: from the in-memory LRU, else
+    /// loaded or computed (and then kept in the LRU like any rendered artifact).
+    async fn source_body(
+        &self,
+        dataset: &Arc<Dataset>,
+        source: &Artifact,
+    ) -> Result<Bytes, DatasetError> {
+        let key = (dataset.id().to_string(), source.clone());
+        if let Some(found) = self.rendered.get(&key).await {
+            return found.identity();
+        }
+        let (rendered, _) = Box::pin(self.load_or_compute(dataset, source)).await?;
+        let body = rendered.identity()?;
+        self.rendered.insert(key, Arc::new(rendered)).await;
+        Ok(body)
     }
 
     async fn render(
@@ -871,9 +985,22 @@ impl App {
         route: &Route,
     ) -> Result<Response<Bytes>, Arc<DatasetError>> {
         let artifact = resolve_artifact(dataset, route).await.map_err(Arc::new)?;
-        let (rendered, outcome) = self.render(dataset, &artifact).await?;
+        self.rendered_response(ctx, dataset, &artifact, route.is_raw_gzip())
+            .await
+    }
+
+    /// The response carrying `artifact` (rendered from memory, the cache prefix or the
+    /// source), with gzip negotiation, ETag and 304; `raw_gzip`: the URL asked for the gzip
+    /// file itself (served without Content-Encoding).
+    async fn rendered_response(
+        &self,
+        ctx: &Ctx<'_>,
+        dataset: &Arc<Dataset>,
+        artifact: &Artifact,
+        raw_gzip: bool,
+    ) -> Result<Response<Bytes>, Arc<DatasetError>> {
+        let (rendered, outcome) = self.render(dataset, artifact).await?;
         let kind = artifact.kind();
-        let raw_gzip = route.is_raw_gzip();
         let gzip_ok = accepts_gzip(
             ctx.headers
                 .get(header::ACCEPT_ENCODING)
@@ -933,6 +1060,16 @@ impl App {
         }
         Ok(r)
     }
+}
+
+/// A control document: exactly `application/json`, never stored by caches.
+fn json_response(body: &serde_json::Value) -> Response<Bytes> {
+    let bytes = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
+    let mut r = Response::new(bytes.clone());
+    set_len_and_type(&mut r, "application/json", bytes.len());
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }
 
 fn kind_content_type(kind: ArtifactKind, _raw_gzip: bool) -> &'static str {
