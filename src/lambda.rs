@@ -77,6 +77,9 @@ pub mod env {
     pub const LOG: &str = "CELLUCID_LOG";
     /// `json` (default, for CloudWatch) or `text`.
     pub const LOG_FORMAT: &str = "CELLUCID_LOG_FORMAT";
+    /// Strict profile (#14): `8` or `16` to serve quantised gene and continuous obs values
+    /// under `/strict` (float32 when unset).
+    pub const QUANTIZE: &str = "CELLUCID_QUANTIZE";
 }
 
 /// Log output format of the function.
@@ -113,6 +116,8 @@ pub struct LambdaConfig {
     pub log: String,
     /// Log format.
     pub log_format: LogFormat,
+    /// The strict profile under `/strict` (#14).
+    pub strict: crate::protocol::strict::StrictConfig,
 }
 
 impl std::fmt::Debug for LambdaConfig {
@@ -132,6 +137,7 @@ impl std::fmt::Debug for LambdaConfig {
             .field("dataset", &self.dataset)
             .field("log", &self.log)
             .field("log_format", &self.log_format)
+            .field("strict", &self.strict)
             .finish()
     }
 }
@@ -150,6 +156,7 @@ impl Default for LambdaConfig {
             dataset: DatasetOptions::default(),
             log: "info".into(),
             log_format: LogFormat::Json,
+            strict: crate::protocol::strict::StrictConfig::default(),
         }
     }
 }
@@ -247,6 +254,19 @@ impl LambdaConfig {
         if let Some(column) = get(env::GENE_ID_COLUMN) {
             dataset.gene_id_column = column;
         }
+        let strict = crate::protocol::strict::StrictConfig {
+            quantize: match get(env::QUANTIZE) {
+                Some(v) => Some(
+                    v.parse()
+                        .map_err(|e: crate::model::quantize::BadQuantBits| ConfigError {
+                            var: env::QUANTIZE,
+                            value: v.clone(),
+                            reason: e.to_string(),
+                        })?,
+                ),
+                None => None,
+            },
+        };
         Ok(LambdaConfig {
             data_url: get(env::DATA_URL),
             cache_url: get(env::CACHE_URL),
@@ -259,6 +279,7 @@ impl LambdaConfig {
             dataset,
             log,
             log_format,
+            strict,
         })
     }
 }
@@ -359,6 +380,7 @@ pub async fn open_app(config: &LambdaConfig) -> Result<App, OpenError> {
             Some(secret) => Some(crate::share::ShareSecret::new(secret.as_bytes().to_vec())?),
             None => None,
         },
+        strict: config.strict,
         ..AppConfig::default()
     };
     let app = App::new(catalog, app_config);

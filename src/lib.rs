@@ -15,6 +15,7 @@ pub mod dataset;
 pub mod demo;
 pub mod http;
 pub mod lambda;
+pub mod links;
 pub mod model;
 pub mod protocol;
 pub mod serve;

@@ -37,6 +37,8 @@ pub struct PrecomputeOptions {
     pub row_block_nnz: u64,
     /// Directory of the temporary spill files (removed when done).
     pub spill_dir: PathBuf,
+    /// The strict profile's settings (#14): which strict-only artifacts to build.
+    pub strict: crate::protocol::strict::StrictConfig,
 }
 
 impl Default for PrecomputeOptions {
@@ -46,6 +48,7 @@ impl Default for PrecomputeOptions {
             memory_budget: 512 << 20,
             row_block_nnz: 4 << 20,
             spill_dir: std::env::temp_dir(),
+            strict: crate::protocol::strict::StrictConfig::default(),
         }
     }
 }
@@ -83,6 +86,9 @@ pub enum PrecomputeError {
     /// A worker task died.
     #[error("a precompute worker failed: {0}")]
     Worker(String),
+    /// The strict profile's artifacts could not be built (#14).
+    #[error(transparent)]
+    Strict(#[from] crate::protocol::strict::precompute::StrictPrecomputeError),
 }
 
 /// What one run did.
@@ -197,6 +203,21 @@ pub async fn precompute(
     }
     summary.written = written.load(Ordering::Relaxed);
     summary.bytes_written = bytes.load(Ordering::Relaxed);
+
+    // Phase 1b — strict profile hook (#14): the strict-only documents, weights and quantised
+    // obs payloads (everything else the strict profile serves is the seed's, built above).
+    let strict = crate::protocol::strict::precompute::build(
+        dataset.clone(),
+        cache,
+        fingerprint,
+        &options.strict,
+        jobs,
+    )
+    .await?;
+    summary.written += strict.written;
+    summary.skipped += strict.skipped;
+    summary.bytes_written += strict.bytes_written;
+    summary.refused.extend(strict.refused);
 
     // Phase 2: the gene-major pack.
     if cache.exists(fingerprint, PACK_INDEX).await? {

@@ -94,6 +94,7 @@ pub async fn run(args: ConvertArgs) -> anyhow::Result<()> {
             row_block_nnz: 4 << 20,
             spill_dir: None,
             quiet: args.quiet,
+            quantize: None,
             atlas: args.atlas,
         })
         .await

@@ -83,6 +83,9 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<()> {
         ));
     }
 
+    // Strict profile (#14): what `/strict` leaves out or serves differently.
+    let strict_notes = cellucid_edge::protocol::strict::report::notes(&ds).await?;
+
     let fields: Vec<serde_json::Value> = ds
         .obs_fields()
         .iter()
@@ -113,6 +116,7 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<()> {
         "x": layout.x.kind_name(),
         "obsm": layout.obsm.iter().map(|e| serde_json::json!({"key": e.name, "shape": e.shape})).collect::<Vec<_>>(),
         "warnings": warnings,
+        "strict_profile": strict_notes,
         "store_reads": {"gets": metrics.snapshot().gets, "bytes": metrics.snapshot().bytes},
     });
     if args.json {
@@ -181,6 +185,10 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<()> {
         for w in &warnings {
             println!("  - {w}");
         }
+    }
+    println!("strict       what the strict profile (/strict) leaves out or changes:");
+    for note in &strict_notes {
+        println!("  - {note}");
     }
     let reads = metrics.snapshot();
     println!("store reads  {} GETs, {} bytes", reads.gets, reads.bytes);

@@ -41,6 +41,10 @@ pub struct PrecomputeArgs {
     /// No progress bars (logs and the summary only).
     #[arg(long)]
     pub quiet: bool,
+    /// Also build the strict profile's quantised documents and obs payloads for a deployment
+    /// serving `--quantize BITS` (8 or 16): the quantised var manifest needs a pass over X.
+    #[arg(long, value_name = "BITS", env = "CELLUCID_QUANTIZE")]
+    pub quantize: Option<cellucid_edge::model::quantize::QuantBits>,
     #[command(flatten)]
     pub atlas: AtlasArgs,
 }
@@ -66,6 +70,9 @@ pub async fn run(args: PrecomputeArgs) -> anyhow::Result<()> {
         memory_budget: args.memory_mb.max(1) << 20,
         row_block_nnz: args.row_block_nnz.max(1),
         spill_dir: args.spill_dir.clone().unwrap_or_else(std::env::temp_dir),
+        strict: cellucid_edge::protocol::strict::StrictConfig {
+            quantize: args.quantize,
+        },
     };
     let progress = if args.quiet {
         MultiProgress::with_draw_target(ProgressDrawTarget::hidden())

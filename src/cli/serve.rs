@@ -129,33 +129,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     println!("local URL:   {base}");
-    let link = |remote: &str| {
-        let encoded: String = url::form_urlencoded::byte_serialize(remote.as_bytes()).collect();
-        format!("https://www.cellucid.com/?remote={encoded}")
-    };
     if private {
         println!(
             "private:     every request needs a share token; make links with \
              `cellucid-edge share --secret-env {} --base {base}`",
             args.share_secret_env.as_deref().unwrap_or_default()
         );
-    } else if app.catalog().is_multi() {
-        for ds in app.catalog().datasets() {
-            println!(
-                "viewer link (0.0.9 protocol): {}&dataset={}",
-                link(&base),
-                ds.id()
-            );
-        }
     } else {
-        println!("viewer link (0.0.9 protocol): {}", link(&base));
-    }
-    if let Some(v09) = app.protocol_09().filter(|_| !private) {
-        for (id, path) in v09.base_paths() {
-            let remote = format!("{base}{path}");
-            println!("0.9 base URL ({id}): {remote}");
-            println!("viewer link (0.9 protocol):   {}", link(&remote));
+        // One link per viewer generation (#14): root, /strict, /v0.9.
+        let v09_bases = app.protocol_09().map(|v09| v09.base_paths());
+        for link in cellucid_edge::links::viewer_links(&base, app.catalog(), v09_bases.as_deref()) {
+            println!("{}", link.line());
         }
+    }
+    if app.protocol_09().is_some() && !private {
         eprintln!(
             "note: the 0.9 link is unverified: whether the hosted viewer accepts ?remote= for the \
              0.9 protocol could not be checked (protocol-0.9.md §7); cellucid 0.9.5 itself opens \
