@@ -55,6 +55,7 @@ async fn csr_pack_in_small_blocks_matches_the_goldens() {
             memory_budget: 3 * 480 * 4 * 7,
             row_block_nnz: 500,
             spill_dir: spill.clone(),
+            ..PrecomputeOptions::default()
         };
         let hidden = MultiProgress::with_draw_target(ProgressDrawTarget::hidden());
         let first = precompute(dataset.clone(), &cache, &fp, &run, &hidden)
