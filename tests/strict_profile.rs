@@ -1194,7 +1194,7 @@ fn s8_connectivity_manifest_has_exact_keys_and_weights() {
         f.check(m["format"] == "edge_pairs", || {
             format!("{}: format", s.label())
         });
-        f.check(n >= 1 && n <= 1 << 32 && n == s.n_cells(), || {
+        f.check((1..=1 << 32).contains(&n) && n == s.n_cells(), || {
             format!("{}: n_cells {n}", s.label())
         });
         f.check(

@@ -635,7 +635,7 @@ pub fn is_token(v: &Value) -> bool {
 
 /// A non-negative integer no larger than 2^53 - 1.
 pub fn is_count(v: &Value) -> bool {
-    v.as_u64().is_some_and(|n| n <= (1u64 << 53) - 1)
+    v.as_u64().is_some_and(|n| n < (1u64 << 53))
 }
 
 /// A safe relative path (§4): no leading `/`, `\`, `?`, `#`, control characters, drive
