@@ -125,12 +125,14 @@ impl StrictArtifact {
     /// The seed artifact whose body this one is translated from, if any.
     pub fn source(&self) -> Option<Artifact> {
         match self {
-            StrictArtifact::Identity => Some(Artifact::Identity),
             StrictArtifact::ObsManifest(_) => Some(Artifact::ObsManifest),
             StrictArtifact::VarManifest(_) => Some(Artifact::VarManifest),
             StrictArtifact::QuantizedObsValues(i, _) => Some(Artifact::ObsValues(*i)),
             StrictArtifact::QuantizedGene(i, _) => Some(Artifact::Gene(*i)),
-            StrictArtifact::ConnectivityManifest
+            // The identity needs the graph's strict verdict: computed first, from one read of
+            // the graph that the seed's edge list then reuses (see `compute_direct`).
+            StrictArtifact::Identity
+            | StrictArtifact::ConnectivityManifest
             | StrictArtifact::EdgeWeights
             | StrictArtifact::EdgeIndices { .. } => None,
         }
@@ -150,6 +152,26 @@ impl StrictArtifact {
 
     async fn compute_direct(&self, dataset: &Dataset) -> Result<Bytes, DatasetError> {
         match self {
+            StrictArtifact::Identity => {
+                // Graph first: its read also gives the seed identity its edge count.
+                let graph = dataset.strict_graph().await?;
+                let seed = dataset.identity().await?;
+                let numbering = ObsNumbering::new(dataset.obs_fields());
+                let stems = dataset
+                    .vector_fields()
+                    .map(vector_stems)
+                    .unwrap_or_default();
+                blocking(move || {
+                    let seed = parse_json(&seed, "dataset_identity.json")?;
+                    to_json_bytes(&documents::identity(
+                        &seed,
+                        &numbering,
+                        graph.as_deref(),
+                        &stems,
+                    )?)
+                })
+                .await
+            }
             StrictArtifact::ConnectivityManifest => {
                 let graph = dataset
                     .strict_graph()
@@ -190,24 +212,6 @@ impl StrictArtifact {
         limit: ScanLimit,
     ) -> Result<Bytes, DatasetError> {
         match *self {
-            StrictArtifact::Identity => {
-                let graph = dataset.strict_graph().await?;
-                let numbering = ObsNumbering::new(dataset.obs_fields());
-                let stems = dataset
-                    .vector_fields()
-                    .map(vector_stems)
-                    .unwrap_or_default();
-                blocking(move || {
-                    let seed = parse_json(&source_body, "dataset_identity.json")?;
-                    to_json_bytes(&documents::identity(
-                        &seed,
-                        &numbering,
-                        graph.as_deref(),
-                        &stems,
-                    )?)
-                })
-                .await
-            }
             StrictArtifact::ObsManifest(quantize) => {
                 let numbering = ObsNumbering::new(dataset.obs_fields());
                 let names: Vec<String> = dataset
@@ -244,7 +248,8 @@ impl StrictArtifact {
                 })
                 .await
             }
-            StrictArtifact::ConnectivityManifest
+            StrictArtifact::Identity
+            | StrictArtifact::ConnectivityManifest
             | StrictArtifact::EdgeWeights
             | StrictArtifact::EdgeIndices { .. } => self.compute_direct(dataset).await,
         }
