@@ -177,6 +177,14 @@ pub fn edge_weights<V: WeightValue>(
         )));
     }
     let mut sums: Vec<Option<V>> = vec![None; edges.n_edges()];
+    // A cursor per source row into its sorted destinations: the destinations of one row arrive
+    // in ascending order (sorted CSR rows; CSC columns visited in order), so the walk is linear;
+    // an out-of-order entry falls back to a binary search.
+    let mut cursors: Vec<u32> = match layout {
+        SparseLayout::Csr => Vec::new(),
+        SparseLayout::Csc => vec![0; edges.offsets.len().saturating_sub(1)],
+    };
+    let mut row_cursor = 0u32;
     for (major, w) in indptr.windows(2).enumerate() {
         let (start, end) = (usize::try_from(w[0]), usize::try_from(w[1]));
         let (Ok(start), Ok(end)) = (start, end) else {
@@ -187,6 +195,7 @@ pub fn edge_weights<V: WeightValue>(
                 "indptr is not a valid offset array at {major}"
             )));
         }
+        row_cursor = 0;
         for (&minor, &value) in indices[start..end].iter().zip(&data[start..end]) {
             let Ok(minor) = usize::try_from(minor) else {
                 return Err(invalid(format!("negative index {minor}")));
@@ -198,7 +207,14 @@ pub fn edge_weights<V: WeightValue>(
             if row >= col {
                 continue;
             }
-            let Some(position) = edge_position(edges, row, col) else {
+            let cursor = match layout {
+                SparseLayout::Csr => &mut row_cursor,
+                SparseLayout::Csc => match cursors.get_mut(row) {
+                    Some(c) => c,
+                    None => return Err(invalid(format!("index {row} out of range"))),
+                },
+            };
+            let Some(position) = edge_position(edges, row, col, cursor) else {
                 // C[s, d] + C[d, s] summed to zero: not an edge.
                 continue;
             };
@@ -209,16 +225,22 @@ pub fn edge_weights<V: WeightValue>(
     Ok(sums.into_iter().map(|s| s.map(V::widen)).collect())
 }
 
-fn edge_position(edges: &Edges, row: usize, col: usize) -> Option<usize> {
+/// Position of edge `(row, col)` in the edge list, walking `cursor` (an offset into row's
+/// destinations) forward when `col` does not precede it, else by binary search.
+fn edge_position(edges: &Edges, row: usize, col: usize, cursor: &mut u32) -> Option<usize> {
     let start = *edges.offsets.get(row)?;
     let end = *edges.offsets.get(row + 1)?;
     let col = u32::try_from(col).ok()?;
-    edges
-        .dst
-        .get(start..end)?
-        .binary_search(&col)
-        .ok()
-        .map(|i| start + i)
+    let dst = edges.dst.get(start..end)?;
+    let mut c = (*cursor as usize).min(dst.len());
+    if c > 0 && dst[c - 1] >= col {
+        return dst.binary_search(&col).ok().map(|i| start + i);
+    }
+    while c < dst.len() && dst[c] < col {
+        c += 1;
+    }
+    *cursor = c as u32;
+    (c < dst.len() && dst[c] == col).then_some(start + c)
 }
 
 /// The weights as the strict viewer requires them (every one finite and > 0), or the reason
@@ -415,6 +437,61 @@ mod tests {
         // The seed counts the stored diagonal (2); the strict degree is 1.
         assert_eq!(edges.max_neighbors, 2);
         assert_eq!(max_degree(&edges), 1);
+    }
+
+    #[test]
+    fn random_graphs_match_a_dense_reference_in_both_layouts() {
+        use crate::model::testutil::{xorshift_ints, xorshift_values};
+        for seed in 1..40u64 {
+            let n = 3 + (seed as usize % 17);
+            let nnz = n * 3;
+            // Unsorted rows with duplicates: entries in random order, bucketed by row.
+            let rows = xorshift_ints(nnz, seed, n as u64);
+            let cols = xorshift_ints(nnz, seed * 7 + 1, n as u64);
+            let vals = xorshift_values(nnz, seed * 13 + 5, 4.0);
+            let mut by_row: Vec<Vec<(i64, f32)>> = vec![Vec::new(); n];
+            for ((r, c), v) in rows.iter().zip(&cols).zip(&vals) {
+                by_row[*r as usize].push((*c as i64, *v));
+            }
+            let csr = |by: &Vec<Vec<(i64, f32)>>| {
+                let (mut p, mut i, mut d) = (vec![0i64], Vec::new(), Vec::new());
+                for row in by {
+                    for (c, v) in row {
+                        i.push(*c);
+                        d.push(*v);
+                    }
+                    p.push(i.len() as i64);
+                }
+                (p, i, d)
+            };
+            let (p, i, d) = csr(&by_row);
+            let edges = connectivity_edges_csr(n, &p, &i, &d).unwrap();
+            let got = edge_weights(&edges, &p, &i, &d, SparseLayout::Csr).unwrap();
+            // Dense reference: C[s, d] summed in storage order, present iff stored.
+            let mut dense: Vec<Option<f32>> = vec![None; n * n];
+            for (r, row) in by_row.iter().enumerate() {
+                for (c, v) in row {
+                    let slot = &mut dense[r * n + *c as usize];
+                    *slot = Some(slot.unwrap_or(0.0) + v);
+                }
+            }
+            let expected: Vec<Option<f64>> = edges
+                .pairs()
+                .map(|(a, b)| dense[a as usize * n + b as usize].map(f64::from))
+                .collect();
+            assert_eq!(got, expected, "seed {seed} (CSR)");
+            // The same matrix stored as CSC: its arrays are the CSR arrays of the transpose,
+            // columns visited in order.
+            let mut by_col: Vec<Vec<(i64, f32)>> = vec![Vec::new(); n];
+            for (r, row) in by_row.iter().enumerate() {
+                for (c, v) in row {
+                    by_col[*c as usize].push((r as i64, *v));
+                }
+            }
+            let (p, i, d) = csr(&by_col);
+            let csc = edge_weights(&edges, &p, &i, &d, SparseLayout::Csc).unwrap();
+            assert_eq!(csc, expected, "seed {seed} (CSC)");
+        }
     }
 
     #[test]
