@@ -184,7 +184,6 @@ pub fn edge_weights<V: WeightValue>(
         SparseLayout::Csr => Vec::new(),
         SparseLayout::Csc => vec![0; edges.offsets.len().saturating_sub(1)],
     };
-    let mut row_cursor = 0u32;
     for (major, w) in indptr.windows(2).enumerate() {
         let (start, end) = (usize::try_from(w[0]), usize::try_from(w[1]));
         let (Ok(start), Ok(end)) = (start, end) else {
@@ -195,7 +194,7 @@ pub fn edge_weights<V: WeightValue>(
                 "indptr is not a valid offset array at {major}"
             )));
         }
-        row_cursor = 0;
+        let mut row_cursor = 0u32;
         for (&minor, &value) in indices[start..end].iter().zip(&data[start..end]) {
             let Ok(minor) = usize::try_from(minor) else {
                 return Err(invalid(format!("negative index {minor}")));
