@@ -9,8 +9,9 @@ Side by side, the seed profile at the root and the strict profile under /strict 
 (warm), without and with the cache prefix (`precompute`, incl. the strict hook, is run first
 when the cache has no gene pack):
 
-  * first paint: identity, then the obs / var / connectivity manifests in parallel (as the
-    viewer asks for them), then points of the default dimension — wall time of the sequence;
+  * first paint: identity, then the manifests in parallel (the 0.0.9-era viewer asks for all
+    four documents, the strict viewer for the connectivity manifest only when the identity has a
+    graph), then points of the default dimension — wall time of the sequence;
   * gene latency: the same random genes by name at the root and by index under /strict;
   * quantised genes (`serve --quantize 8|16`): bytes on the wire (gzip) of the same genes as
     float32 / uint8 / uint16, and the worst-case error of the decoded values against float32.
@@ -62,14 +63,19 @@ def prefix(profile):
 
 
 def first_paint(server, profile):
-    """Seconds for identity → (obs, var, connectivity manifests in parallel) → points."""
+    """Seconds for identity → manifests in parallel → points of the default dimension, as each
+    viewer generation asks: the 0.0.9-era viewer fetches all four documents; the strict viewer
+    fetches the connectivity manifest only when the identity says the dataset has a graph."""
     p = prefix(profile)
     t0 = time.perf_counter()
     identity = server.get(f"{p}dataset_identity.json")
     assert identity["status"] == 200, identity
     doc = json.loads(identity["body"])
+    routes = [f"{p}obs_manifest.json", f"{p}var_manifest.json"]
+    if profile == "root" or doc["stats"]["has_connectivity"]:
+        routes.append(f"{p}connectivity_manifest.json")
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        docs = list(pool.map(server.get, [f"{p}obs_manifest.json", f"{p}var_manifest.json", f"{p}connectivity_manifest.json"]))
+        docs = list(pool.map(server.get, routes))
     for d in docs[:2]:
         assert d["status"] == 200, d
     dim = doc["embeddings"]["default_dimension"]

@@ -48,18 +48,28 @@ impl StrictGraph {
     }
 }
 
-/// Weights of `edges` from the arrays they were built from.
-fn weights_from_arrays(
+/// Check the weights of `edges` (read from the arrays they were built from) and, with
+/// `encode`, return the weights file; `Err`: the graph has no strict form.
+fn strict_weights(
+    n_cells: u64,
     edges: &Edges,
     arrays: &SparseArrays,
     layout: SparseLayout,
-) -> Result<Vec<Option<f64>>, crate::model::ModelError> {
+    encode: bool,
+) -> Result<(IndexDtype, Option<Vec<u8>>), NoStrictForm> {
+    let dtype = check_size(n_cells, edges.n_edges())?;
+    let unreadable = |e: crate::model::ModelError| NoStrictForm::Unreadable {
+        reason: e.to_string(),
+    };
     macro_rules! run {
-        ($data:expr) => {
-            edge_weights(edges, &arrays.indptr, &arrays.indices, $data, layout)
-        };
+        ($data:expr) => {{
+            let sums = edge_weights(edges, &arrays.indptr, &arrays.indices, $data, layout)
+                .map_err(unreadable)?;
+            check_weights(edges, &sums)?;
+            encode.then(|| weights_bytes(&sums))
+        }};
     }
-    match &arrays.data {
+    let bytes = match &arrays.data {
         Numbers::Bool(v) => run!(v),
         Numbers::I8(v) => run!(v),
         Numbers::I16(v) => run!(v),
@@ -71,22 +81,8 @@ fn weights_from_arrays(
         Numbers::U64(v) => run!(v),
         Numbers::F16(v) | Numbers::F32(v) => run!(v),
         Numbers::F64(v) => run!(v),
-    }
-}
-
-/// The verified weights of `edges`, or why there are none.
-fn strict_weights(
-    n_cells: u64,
-    edges: &Edges,
-    arrays: &SparseArrays,
-    layout: SparseLayout,
-) -> Result<(IndexDtype, Vec<f64>), NoStrictForm> {
-    let dtype = check_size(n_cells, edges.n_edges())?;
-    let weights =
-        weights_from_arrays(edges, arrays, layout).map_err(|e| NoStrictForm::Unreadable {
-            reason: e.to_string(),
-        })?;
-    Ok((dtype, check_weights(edges, &weights)?))
+    };
+    Ok((dtype, bytes))
 }
 
 async fn blocking<T: Send + 'static>(
@@ -170,13 +166,19 @@ impl Dataset {
                     n_cells,
                     n_edges: edges.n_edges(),
                     max_degree: max_degree(&edges),
-                    verdict: strict_weights(n_cells, &edges, &arrays, layout).map(|(d, _)| d),
+                    verdict: strict_weights(n_cells, &edges, &arrays, layout, false)
+                        .map(|(d, _)| d),
                 })
                 .await?;
                 Ok::<_, DatasetError>(Some(Arc::new(graph)))
             })
             .await
             .cloned()
+    }
+
+    /// The strict graph verdict if this process already knows it (never reads the store).
+    pub fn known_strict_graph(&self) -> Option<Option<Arc<StrictGraph>>> {
+        self.strict_graph.get().cloned()
     }
 
     /// The strict weights file: one little-endian float64 per edge, in edge order
@@ -195,9 +197,11 @@ impl Dataset {
             .await?
             .map_err(DatasetError::Unsupported)?;
         let n_cells = self.n_cells();
-        let weights = blocking(move || strict_weights(n_cells, &edges, &arrays, layout)).await?;
+        let weights =
+            blocking(move || strict_weights(n_cells, &edges, &arrays, layout, true)).await?;
         match weights {
-            Ok((_, weights)) => Ok(Bytes::from(weights_bytes(&weights))),
+            Ok((_, Some(bytes))) => Ok(Bytes::from(bytes)),
+            Ok((_, None)) => Err(no_graph()),
             // The memoised verdict said the graph was fine: the store changed under us.
             Err(e) => Err(DatasetError::Unsupported(format!(
                 "the connectivity graph changed while being served: {e}"

@@ -145,9 +145,13 @@ pub fn encode_strict_indices(values: impl Iterator<Item = u32>, dtype: IndexDtyp
 pub fn max_degree(edges: &Edges) -> usize {
     let n = usize::try_from(edges.n_cells).unwrap_or(0);
     let mut degree = vec![0u32; n];
-    for (s, d) in edges.pairs() {
-        for cell in [s, d] {
-            if let Some(slot) = degree.get_mut(cell as usize) {
+    for (source, w) in edges.offsets.windows(2).enumerate() {
+        let out = (w[1] - w[0]) as u32;
+        if let Some(slot) = degree.get_mut(source) {
+            *slot = slot.saturating_add(out);
+        }
+        for &d in edges.dst.get(w[0]..w[1]).unwrap_or_default() {
+            if let Some(slot) = degree.get_mut(d as usize) {
                 *slot = slot.saturating_add(1);
             }
         }
@@ -156,7 +160,8 @@ pub fn max_degree(edges: &Edges) -> usize {
 }
 
 /// The weight of every edge, in edge order: `C[s, d]` (duplicates summed in storage order,
-/// in the stored type) widened to float64, or `None` where `C[s, d]` is not stored.
+/// in the stored type; widened to float64 by [`check_weights`] / [`weights_bytes`]), or
+/// `None` where `C[s, d]` is not stored.
 ///
 /// `indptr`, `indices`, `data` are the arrays of `C` in `layout`; they must be the arrays
 /// `edges` was built from (validated there), otherwise entries outside the edge list are
@@ -167,7 +172,7 @@ pub fn edge_weights<V: WeightValue>(
     indices: &[i64],
     data: &[V],
     layout: SparseLayout,
-) -> ModelResult<Vec<Option<f64>>> {
+) -> ModelResult<Vec<Option<V>>> {
     let invalid = |reason: String| ModelError::InvalidSparse { reason };
     if indices.len() != data.len() {
         return Err(invalid(format!(
@@ -221,7 +226,7 @@ pub fn edge_weights<V: WeightValue>(
             *slot = Some(slot.unwrap_or_else(V::zero).plus(value));
         }
     }
-    Ok(sums.into_iter().map(|s| s.map(V::widen)).collect())
+    Ok(sums)
 }
 
 /// Position of edge `(row, col)` in the edge list, walking `cursor` (an offset into row's
@@ -242,57 +247,57 @@ fn edge_position(edges: &Edges, row: usize, col: usize, cursor: &mut u32) -> Opt
     (c < dst.len() && dst[c] == col).then_some(start + c)
 }
 
-/// The weights as the strict viewer requires them (every one finite and > 0), or the reason
-/// the graph has no strict form.
-pub fn check_weights(edges: &Edges, weights: &[Option<f64>]) -> Result<Vec<f64>, NoStrictForm> {
+/// Whether the weights are what the strict viewer requires (every one present, finite and
+/// > 0 as float64), or the reason the graph has no strict form.
+pub fn check_weights<V: WeightValue>(
+    edges: &Edges,
+    weights: &[Option<V>],
+) -> Result<(), NoStrictForm> {
     let n_edges = weights.len();
     let mut missing: Option<((u32, u32), usize)> = None;
     let mut non_positive: Option<((u32, u32), f64, usize)> = None;
     let mut non_finite: Option<((u32, u32), f64, usize)> = None;
-    for ((s, d), w) in edges.pairs().zip(weights) {
-        match w {
-            None => {
-                let e = missing.get_or_insert(((s, d), 0));
-                e.1 += 1;
+    for (source, w) in edges.offsets.windows(2).enumerate() {
+        let (Some(dst), Some(row)) = (edges.dst.get(w[0]..w[1]), weights.get(w[0]..w[1])) else {
+            continue;
+        };
+        for (&d, weight) in dst.iter().zip(row) {
+            let edge = (source as u32, d);
+            match weight.map(V::widen) {
+                None => missing.get_or_insert((edge, 0)).1 += 1,
+                Some(v) if !v.is_finite() => non_finite.get_or_insert((edge, v, 0)).2 += 1,
+                Some(v) if v <= 0.0 => non_positive.get_or_insert((edge, v, 0)).2 += 1,
+                Some(_) => {}
             }
-            Some(v) if !v.is_finite() => {
-                let e = non_finite.get_or_insert(((s, d), *v, 0));
-                e.2 += 1;
-            }
-            Some(v) if *v <= 0.0 => {
-                let e = non_positive.get_or_insert(((s, d), *v, 0));
-                e.2 += 1;
-            }
-            Some(_) => {}
         }
     }
-    if let Some(((source, destination), count)) = missing {
+    if let Some(((src, dst), count)) = missing {
         return Err(NoStrictForm::MissingWeight {
-            src: source,
-            dst: destination,
+            src,
+            dst,
             count,
             n_edges,
         });
     }
-    if let Some(((source, destination), value, count)) = non_finite {
+    if let Some(((src, dst), value, count)) = non_finite {
         return Err(NoStrictForm::NonFiniteWeight {
-            src: source,
-            dst: destination,
+            src,
+            dst,
             value,
             count,
             n_edges,
         });
     }
-    if let Some(((source, destination), value, count)) = non_positive {
+    if let Some(((src, dst), value, count)) = non_positive {
         return Err(NoStrictForm::NonPositiveWeight {
-            src: source,
-            dst: destination,
+            src,
+            dst,
             value,
             count,
             n_edges,
         });
     }
-    Ok(weights.iter().map(|w| w.unwrap_or(0.0)).collect())
+    Ok(())
 }
 
 /// The graph-level rules that do not need weights: index width and working set.
@@ -305,11 +310,12 @@ pub fn check_size(n_cells: u64, n_edges: usize) -> Result<IndexDtype, NoStrictFo
     Ok(dtype)
 }
 
-/// Little-endian float64 bytes (the weights file).
-pub fn weights_bytes(weights: &[f64]) -> Vec<u8> {
+/// Little-endian float64 bytes of the weights (the weights file; a missing weight — which
+/// [`check_weights`] refuses — would be written as 0).
+pub fn weights_bytes<V: WeightValue>(weights: &[Option<V>]) -> Vec<u8> {
     let mut out = Vec::with_capacity(weights.len() * 8);
     for w in weights {
-        out.extend_from_slice(&w.to_le_bytes());
+        out.extend_from_slice(&w.map_or(0.0, V::widen).to_le_bytes());
     }
     out
 }
@@ -335,7 +341,7 @@ mod tests {
         (indptr, indices, data)
     }
 
-    fn weights_of(n: usize, dense: &[f32]) -> (Edges, Vec<Option<f64>>) {
+    fn weights_of(n: usize, dense: &[f32]) -> (Edges, Vec<Option<f32>>) {
         let (p, i, d) = csr(n, dense);
         let edges = connectivity_edges_csr(n, &p, &i, &d).unwrap();
         let w = edge_weights(&edges, &p, &i, &d, SparseLayout::Csr).unwrap();
@@ -353,10 +359,19 @@ mod tests {
         ];
         let (edges, w) = weights_of(4, &dense);
         assert_eq!(edges.pairs().collect::<Vec<_>>(), [(0, 1), (0, 2), (1, 3)]);
-        assert_eq!(check_weights(&edges, &w), Ok(vec![0.5, 0.25, 1.0]));
+        assert_eq!(check_weights(&edges, &w), Ok(()));
+        assert_eq!(w, vec![Some(0.5), Some(0.25), Some(1.0)]);
+        let bytes: Vec<u8> = [0.5f64, 0.25, 1.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        assert_eq!(weights_bytes(&w), bytes);
         assert_eq!(max_degree(&edges), 2);
         assert_eq!(max_degree(&edges), edges.max_neighbors);
-        assert_eq!(weights_bytes(&[0.5]), 0.5f64.to_le_bytes().to_vec());
+        assert_eq!(
+            weights_bytes(&[Some(0.5f32)]),
+            0.5f64.to_le_bytes().to_vec()
+        );
     }
 
     #[test]
@@ -474,9 +489,9 @@ mod tests {
                     *slot = Some(slot.unwrap_or(0.0) + v);
                 }
             }
-            let expected: Vec<Option<f64>> = edges
+            let expected: Vec<Option<f32>> = edges
                 .pairs()
-                .map(|(a, b)| dense[a as usize * n + b as usize].map(f64::from))
+                .map(|(a, b)| dense[a as usize * n + b as usize])
                 .collect();
             assert_eq!(got, expected, "seed {seed} (CSR)");
             // The same matrix stored as CSC: its arrays are the CSR arrays of the transpose,

@@ -234,8 +234,11 @@ pub async fn resolve(
         StrictRoute::Identity => Artifact::Strict(StrictArtifact::Identity),
         StrictRoute::ObsManifest => Artifact::Strict(StrictArtifact::ObsManifest(config.quantize)),
         StrictRoute::VarManifest => Artifact::Strict(StrictArtifact::VarManifest(config.quantize)),
+        // Graph routes resolve from metadata alone (a cold process must not read the graph to
+        // serve a cached manifest); the manifest and the weights answer 404 when computed for a
+        // graph without a strict form.
         StrictRoute::ConnectivityManifest => {
-            strict_graph_dtype(dataset).await?;
+            graph_route(dataset)?;
             Artifact::Strict(StrictArtifact::ConnectivityManifest)
         }
         StrictRoute::Points { dim } => {
@@ -275,7 +278,7 @@ pub async fn resolve(
         }
         StrictRoute::EdgeSources | StrictRoute::EdgeDestinations => {
             let source = *route == StrictRoute::EdgeSources;
-            let strict = strict_graph_dtype(dataset).await?;
+            let strict = graph_route(dataset)?;
             let seed = crate::model::edges::IndexDtype::for_n_cells(dataset.n_cells());
             match (strict == seed, source) {
                 (true, true) => Artifact::EdgesSrc,
@@ -284,7 +287,7 @@ pub async fn resolve(
             }
         }
         StrictRoute::EdgeWeights => {
-            strict_graph_dtype(dataset).await?;
+            graph_route(dataset)?;
             Artifact::Strict(StrictArtifact::EdgeWeights)
         }
         StrictRoute::Vectors { stem, dim } => {
@@ -303,15 +306,20 @@ pub async fn resolve(
     })
 }
 
-/// The strict index dtype of the atlas's graph; `NotFound` without a graph with a strict form.
-async fn strict_graph_dtype(
-    dataset: &Dataset,
-) -> Result<crate::model::edges::IndexDtype, DatasetError> {
-    dataset
-        .strict_graph()
-        .await?
-        .and_then(|g| g.index_dtype())
-        .ok_or_else(|| not_found("No connectivity data"))
+/// The strict index width of the atlas's graph from its metadata (no store read): `NotFound`
+/// without `obsp['connectivities']`, above 2³² cells, or when this process already knows the
+/// graph has no strict form.
+fn graph_route(dataset: &Dataset) -> Result<crate::model::edges::IndexDtype, DatasetError> {
+    let no_graph = || not_found("No connectivity data");
+    if !dataset.has_connectivity() {
+        return Err(no_graph());
+    }
+    if let Some(known) = dataset.known_strict_graph()
+        && known.as_ref().is_none_or(|g| g.verdict.is_err())
+    {
+        return Err(no_graph());
+    }
+    crate::model::weights::strict_index_dtype(dataset.n_cells()).ok_or_else(no_graph)
 }
 
 #[cfg(test)]
