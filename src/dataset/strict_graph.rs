@@ -16,7 +16,8 @@ use crate::anndata::matrix::SparseArrays;
 use crate::anndata::{MatrixMeta, Numbers};
 use crate::model::edges::{Edges, IndexDtype};
 use crate::model::weights::{
-    NoStrictForm, SparseLayout, check_size, check_weights, edge_weights, max_degree, weights_bytes,
+    NoStrictForm, SparseLayout, WeightCheck, WeightValue, check_size, max_degree,
+    visit_edge_weights,
 };
 
 /// The strict profile's view of an atlas's graph (small; memoised per dataset).
@@ -61,15 +62,28 @@ fn strict_weights(
     let unreadable = |e: crate::model::ModelError| NoStrictForm::Unreadable {
         reason: e.to_string(),
     };
+    let mut check = WeightCheck::default();
+    let mut bytes = encode.then(|| Vec::with_capacity(edges.n_edges() * 8));
     macro_rules! run {
-        ($data:expr) => {{
-            let sums = edge_weights(edges, &arrays.indptr, &arrays.indices, $data, layout)
-                .map_err(unreadable)?;
-            check_weights(edges, &sums)?;
-            encode.then(|| weights_bytes(&sums))
-        }};
+        ($data:expr) => {
+            visit_edge_weights(
+                edges,
+                &arrays.indptr,
+                &arrays.indices,
+                $data,
+                layout,
+                |edge, weight| {
+                    let weight = weight.map(WeightValue::widen);
+                    check.visit(edge, weight);
+                    if let Some(out) = bytes.as_mut() {
+                        out.extend_from_slice(&weight.unwrap_or(0.0).to_le_bytes());
+                    }
+                },
+            )
+            .map_err(unreadable)?
+        };
     }
-    let bytes = match &arrays.data {
+    match &arrays.data {
         Numbers::Bool(v) => run!(v),
         Numbers::I8(v) => run!(v),
         Numbers::I16(v) => run!(v),
@@ -81,7 +95,8 @@ fn strict_weights(
         Numbers::U64(v) => run!(v),
         Numbers::F16(v) | Numbers::F32(v) => run!(v),
         Numbers::F64(v) => run!(v),
-    };
+    }
+    check.finish()?;
     Ok((dtype, bytes))
 }
 

@@ -159,21 +159,22 @@ pub fn max_degree(edges: &Edges) -> usize {
     degree.into_iter().max().unwrap_or(0) as usize
 }
 
-/// The weight of every edge, in edge order: `C[s, d]` (duplicates summed in storage order,
-/// in the stored type; widened to float64 by [`check_weights`] / [`weights_bytes`]), or
-/// `None` where `C[s, d]` is not stored.
+/// Visit the weight of every edge, in edge order: `C[s, d]` (duplicates summed in storage
+/// order, in the stored type), or `None` where `C[s, d]` is not stored.
 ///
 /// `indptr`, `indices`, `data` are the arrays of `C` in `layout`; they must be the arrays
 /// `edges` was built from (validated there), otherwise entries outside the edge list are
-/// ignored and malformed offsets are an error.
-pub fn edge_weights<V: WeightValue>(
+/// ignored and malformed offsets are an error. CSR arrays are walked row by row with a buffer
+/// of one row's edges (every weight of source `s` is in row `s`); CSC arrays need one sum per
+/// edge.
+pub fn visit_edge_weights<V: WeightValue>(
     edges: &Edges,
     indptr: &[i64],
     indices: &[i64],
     data: &[V],
     layout: SparseLayout,
-) -> ModelResult<Vec<Option<V>>> {
-    let invalid = |reason: String| ModelError::InvalidSparse { reason };
+    mut visit: impl FnMut((u32, u32), Option<V>),
+) -> ModelResult<()> {
     if indices.len() != data.len() {
         return Err(invalid(format!(
             "indices ({}) and data ({}) differ in length",
@@ -181,123 +182,178 @@ pub fn edge_weights<V: WeightValue>(
             data.len()
         )));
     }
-    let mut sums: Vec<Option<V>> = vec![None; edges.n_edges()];
-    // A cursor per source row into its sorted destinations: the destinations of one row arrive
-    // in ascending order (sorted CSR rows; CSC columns visited in order), so the walk is linear;
-    // an out-of-order entry falls back to a binary search.
-    let mut cursors: Vec<u32> = match layout {
-        SparseLayout::Csr => Vec::new(),
-        SparseLayout::Csc => vec![0; edges.offsets.len().saturating_sub(1)],
-    };
-    for (major, w) in indptr.windows(2).enumerate() {
-        let (start, end) = (usize::try_from(w[0]), usize::try_from(w[1]));
-        let (Ok(start), Ok(end)) = (start, end) else {
-            return Err(invalid(format!("indptr[{major}] is negative")));
-        };
-        if start > end || end > indices.len() {
-            return Err(invalid(format!(
-                "indptr is not a valid offset array at {major}"
-            )));
-        }
-        let mut row_cursor = 0u32;
-        for (&minor, &value) in indices[start..end].iter().zip(&data[start..end]) {
-            let Ok(minor) = usize::try_from(minor) else {
-                return Err(invalid(format!("negative index {minor}")));
-            };
-            let (row, col) = match layout {
-                SparseLayout::Csr => (major, minor),
-                SparseLayout::Csc => (minor, major),
-            };
-            if row >= col {
-                continue;
+    match layout {
+        SparseLayout::Csr => {
+            let mut row: Vec<Option<V>> = Vec::new();
+            for (source, w) in edges.offsets.windows(2).enumerate() {
+                let dst = edges.dst.get(w[0]..w[1]).unwrap_or_default();
+                row.clear();
+                row.resize(dst.len(), None);
+                let (start, end) = major_range(indptr, source, indices.len())?;
+                let mut cursor = 0usize;
+                for (&col, &value) in indices[start..end].iter().zip(&data[start..end]) {
+                    let Ok(col) = u32::try_from(col) else {
+                        return Err(invalid(format!("index {col} out of range")));
+                    };
+                    if col as usize <= source {
+                        continue;
+                    }
+                    // C[s, d] + C[d, s] summing to zero is not an edge: no slot.
+                    if let Some(k) = locate(dst, col, &mut cursor) {
+                        row[k] = Some(row[k].unwrap_or_else(V::zero).plus(value));
+                    }
+                }
+                for (&d, weight) in dst.iter().zip(&row) {
+                    visit((source as u32, d), *weight);
+                }
             }
-            let cursor = match layout {
-                SparseLayout::Csr => &mut row_cursor,
-                SparseLayout::Csc => match cursors.get_mut(row) {
-                    Some(c) => c,
-                    None => return Err(invalid(format!("index {row} out of range"))),
-                },
-            };
-            let Some(position) = edge_position(edges, row, col, cursor) else {
-                // C[s, d] + C[d, s] summed to zero: not an edge.
-                continue;
-            };
-            let slot = &mut sums[position];
-            *slot = Some(slot.unwrap_or_else(V::zero).plus(value));
+        }
+        SparseLayout::Csc => {
+            let mut sums: Vec<Option<V>> = vec![None; edges.n_edges()];
+            let mut cursors = vec![0usize; edges.offsets.len().saturating_sub(1)];
+            for col in 0..indptr.len().saturating_sub(1) {
+                let (start, end) = major_range(indptr, col, indices.len())?;
+                let col32 = u32::try_from(col).unwrap_or(u32::MAX);
+                for (&row, &value) in indices[start..end].iter().zip(&data[start..end]) {
+                    let Ok(row) = usize::try_from(row) else {
+                        return Err(invalid(format!("index {row} out of range")));
+                    };
+                    if row >= col {
+                        continue;
+                    }
+                    let (Some(&a), Some(&b), Some(cursor)) = (
+                        edges.offsets.get(row),
+                        edges.offsets.get(row + 1),
+                        cursors.get_mut(row),
+                    ) else {
+                        return Err(invalid(format!("index {row} out of range")));
+                    };
+                    if let Some(k) = locate(edges.dst.get(a..b).unwrap_or_default(), col32, cursor)
+                    {
+                        let slot = &mut sums[a + k];
+                        *slot = Some(slot.unwrap_or_else(V::zero).plus(value));
+                    }
+                }
+            }
+            for (source, w) in edges.offsets.windows(2).enumerate() {
+                let dst = edges.dst.get(w[0]..w[1]).unwrap_or_default();
+                for (&d, weight) in dst.iter().zip(sums.get(w[0]..w[1]).unwrap_or_default()) {
+                    visit((source as u32, d), *weight);
+                }
+            }
         }
     }
-    Ok(sums)
+    Ok(())
 }
 
-/// Position of edge `(row, col)` in the edge list, walking `cursor` (an offset into row's
-/// destinations) forward when `col` does not precede it, else by binary search.
-fn edge_position(edges: &Edges, row: usize, col: usize, cursor: &mut u32) -> Option<usize> {
-    let start = *edges.offsets.get(row)?;
-    let end = *edges.offsets.get(row + 1)?;
-    let col = u32::try_from(col).ok()?;
-    let dst = edges.dst.get(start..end)?;
-    let mut c = (*cursor as usize).min(dst.len());
+/// The weight of every edge in edge order (see [`visit_edge_weights`]).
+pub fn edge_weights<V: WeightValue>(
+    edges: &Edges,
+    indptr: &[i64],
+    indices: &[i64],
+    data: &[V],
+    layout: SparseLayout,
+) -> ModelResult<Vec<Option<V>>> {
+    let mut out = Vec::with_capacity(edges.n_edges());
+    visit_edge_weights(edges, indptr, indices, data, layout, |_, w| out.push(w))?;
+    Ok(out)
+}
+
+fn invalid(reason: String) -> ModelError {
+    ModelError::InvalidSparse { reason }
+}
+
+/// `indptr[major]..indptr[major + 1]`, checked.
+fn major_range(indptr: &[i64], major: usize, len: usize) -> ModelResult<(usize, usize)> {
+    let (Some(&a), Some(&b)) = (indptr.get(major), indptr.get(major + 1)) else {
+        return Err(invalid(format!("indptr has no entry {}", major + 1)));
+    };
+    match (usize::try_from(a), usize::try_from(b)) {
+        (Ok(a), Ok(b)) if a <= b && b <= len => Ok((a, b)),
+        _ => Err(invalid(format!(
+            "indptr is not a valid offset array at {major}"
+        ))),
+    }
+}
+
+/// Position of `col` in a row's sorted destinations, walking `cursor` forward when `col` does
+/// not precede it (sorted input: linear overall), else by binary search.
+fn locate(dst: &[u32], col: u32, cursor: &mut usize) -> Option<usize> {
+    let mut c = (*cursor).min(dst.len());
     if c > 0 && dst[c - 1] >= col {
-        return dst.binary_search(&col).ok().map(|i| start + i);
+        return dst.binary_search(&col).ok();
     }
     while c < dst.len() && dst[c] < col {
         c += 1;
     }
-    *cursor = c as u32;
-    (c < dst.len() && dst[c] == col).then_some(start + c)
+    *cursor = c;
+    (c < dst.len() && dst[c] == col).then_some(c)
 }
 
-/// Whether the weights are what the strict viewer requires (every one present, finite and
-/// > 0 as float64), or the reason the graph has no strict form.
+/// Accumulates the strict verdict over the weights of a graph's edges.
+#[derive(Debug, Default)]
+pub struct WeightCheck {
+    n_edges: usize,
+    missing: Option<((u32, u32), usize)>,
+    non_positive: Option<((u32, u32), f64, usize)>,
+    non_finite: Option<((u32, u32), f64, usize)>,
+}
+
+impl WeightCheck {
+    /// Account for the weight of one edge.
+    pub fn visit(&mut self, edge: (u32, u32), weight: Option<f64>) {
+        self.n_edges += 1;
+        match weight {
+            None => self.missing.get_or_insert((edge, 0)).1 += 1,
+            Some(v) if !v.is_finite() => self.non_finite.get_or_insert((edge, v, 0)).2 += 1,
+            Some(v) if v <= 0.0 => self.non_positive.get_or_insert((edge, v, 0)).2 += 1,
+            Some(_) => {}
+        }
+    }
+
+    /// Every weight present, finite and > 0, or the first kind of failure found.
+    pub fn finish(self) -> Result<(), NoStrictForm> {
+        let n_edges = self.n_edges;
+        if let Some(((src, dst), count)) = self.missing {
+            return Err(NoStrictForm::MissingWeight {
+                src,
+                dst,
+                count,
+                n_edges,
+            });
+        }
+        if let Some(((src, dst), value, count)) = self.non_finite {
+            return Err(NoStrictForm::NonFiniteWeight {
+                src,
+                dst,
+                value,
+                count,
+                n_edges,
+            });
+        }
+        if let Some(((src, dst), value, count)) = self.non_positive {
+            return Err(NoStrictForm::NonPositiveWeight {
+                src,
+                dst,
+                value,
+                count,
+                n_edges,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Whether the weights (in edge order) are what the strict viewer requires.
 pub fn check_weights<V: WeightValue>(
     edges: &Edges,
     weights: &[Option<V>],
 ) -> Result<(), NoStrictForm> {
-    let n_edges = weights.len();
-    let mut missing: Option<((u32, u32), usize)> = None;
-    let mut non_positive: Option<((u32, u32), f64, usize)> = None;
-    let mut non_finite: Option<((u32, u32), f64, usize)> = None;
-    for (source, w) in edges.offsets.windows(2).enumerate() {
-        let (Some(dst), Some(row)) = (edges.dst.get(w[0]..w[1]), weights.get(w[0]..w[1])) else {
-            continue;
-        };
-        for (&d, weight) in dst.iter().zip(row) {
-            let edge = (source as u32, d);
-            match weight.map(V::widen) {
-                None => missing.get_or_insert((edge, 0)).1 += 1,
-                Some(v) if !v.is_finite() => non_finite.get_or_insert((edge, v, 0)).2 += 1,
-                Some(v) if v <= 0.0 => non_positive.get_or_insert((edge, v, 0)).2 += 1,
-                Some(_) => {}
-            }
-        }
+    let mut check = WeightCheck::default();
+    for ((s, d), w) in edges.pairs().zip(weights) {
+        check.visit((s, d), w.map(V::widen));
     }
-    if let Some(((src, dst), count)) = missing {
-        return Err(NoStrictForm::MissingWeight {
-            src,
-            dst,
-            count,
-            n_edges,
-        });
-    }
-    if let Some(((src, dst), value, count)) = non_finite {
-        return Err(NoStrictForm::NonFiniteWeight {
-            src,
-            dst,
-            value,
-            count,
-            n_edges,
-        });
-    }
-    if let Some(((src, dst), value, count)) = non_positive {
-        return Err(NoStrictForm::NonPositiveWeight {
-            src,
-            dst,
-            value,
-            count,
-            n_edges,
-        });
-    }
-    Ok(())
+    check.finish()
 }
 
 /// The graph-level rules that do not need weights: index width and working set.
