@@ -16,7 +16,7 @@ use crate::anndata::matrix::SparseArrays;
 use crate::anndata::{MatrixMeta, Numbers};
 use crate::model::edges::{Edges, IndexDtype};
 use crate::model::weights::{
-    NoStrictForm, SparseLayout, WeightCheck, WeightValue, check_size, max_degree,
+    NoStrictForm, SparseLayout, WeightCheck, WeightValue, check_size, csr_fast_verdict, max_degree,
     visit_edge_weights,
 };
 
@@ -64,23 +64,32 @@ fn strict_weights(
     };
     let mut check = WeightCheck::default();
     let mut bytes = encode.then(|| Vec::with_capacity(edges.n_edges() * 8));
+    // The verdict alone of a CSR graph usually needs no walk over the edges.
     macro_rules! run {
         ($data:expr) => {
-            visit_edge_weights(
-                edges,
-                &arrays.indptr,
-                &arrays.indices,
-                $data,
-                layout,
-                |edge, weight| {
-                    let weight = weight.map(WeightValue::widen);
-                    check.visit(edge, weight);
-                    if let Some(out) = bytes.as_mut() {
-                        out.extend_from_slice(&weight.unwrap_or(0.0).to_le_bytes());
-                    }
-                },
-            )
-            .map_err(unreadable)?
+            if !encode
+                && layout == SparseLayout::Csr
+                && let Some(verdict) =
+                    csr_fast_verdict(edges, &arrays.indptr, &arrays.indices, $data)
+            {
+                return verdict.map(|()| (dtype, None));
+            } else {
+                visit_edge_weights(
+                    edges,
+                    &arrays.indptr,
+                    &arrays.indices,
+                    $data,
+                    layout,
+                    |edge, weight| {
+                        let weight = weight.map(WeightValue::widen);
+                        check.visit(edge, weight);
+                        if let Some(out) = bytes.as_mut() {
+                            out.extend_from_slice(&weight.unwrap_or(0.0).to_le_bytes());
+                        }
+                    },
+                )
+                .map_err(unreadable)?
+            }
         };
     }
     match &arrays.data {

@@ -290,6 +290,69 @@ fn locate(dst: &[u32], col: u32, cursor: &mut usize) -> Option<usize> {
     (c < dst.len() && dst[c] == col).then_some(c)
 }
 
+/// The strict verdict of a CSR graph without visiting every edge, when the common case allows
+/// it: every stored value finite and > 0 and every row's columns strictly increasing (no
+/// duplicates). Then each stored entry above the diagonal is an edge with a valid weight, and
+/// the graph is valid iff those entries are as many as the edges; otherwise the missing ones
+/// are counted and the first is located. `None`: the case does not apply (use
+/// [`visit_edge_weights`] with a [`WeightCheck`]).
+pub fn csr_fast_verdict<V: WeightValue>(
+    edges: &Edges,
+    indptr: &[i64],
+    indices: &[i64],
+    data: &[V],
+) -> Option<Result<(), NoStrictForm>> {
+    if indices.len() != data.len() || indptr.len() != edges.offsets.len() {
+        return None;
+    }
+    if !data.iter().all(|v| {
+        let w = v.widen();
+        w.is_finite() && w > 0.0
+    }) {
+        return None;
+    }
+    let mut upper = 0usize;
+    for (row, w) in indptr.windows(2).enumerate() {
+        let (Ok(a), Ok(b)) = (usize::try_from(w[0]), usize::try_from(w[1])) else {
+            return None;
+        };
+        let cols = indices.get(a..b)?;
+        if cols.windows(2).any(|p| p[0] >= p[1]) {
+            return None;
+        }
+        // Sorted: the entries above the diagonal are a suffix.
+        upper += cols.len() - cols.partition_point(|&c| c <= row as i64);
+    }
+    let n_edges = edges.n_edges();
+    if upper == n_edges {
+        return Some(Ok(()));
+    }
+    // Some edge exists only through C[d, s]: find the first one (sorted merge per row).
+    for (source, w) in edges.offsets.windows(2).enumerate() {
+        let dst = edges.dst.get(w[0]..w[1])?;
+        let (a, b) = (
+            usize::try_from(indptr[source]).ok()?,
+            usize::try_from(indptr[source + 1]).ok()?,
+        );
+        let cols = indices.get(a..b)?;
+        let mut k = cols.partition_point(|&c| c <= source as i64);
+        for &d in dst {
+            while k < cols.len() && cols[k] < i64::from(d) {
+                k += 1;
+            }
+            if k >= cols.len() || cols[k] != i64::from(d) {
+                return Some(Err(NoStrictForm::MissingWeight {
+                    src: source as u32,
+                    dst: d,
+                    count: n_edges.saturating_sub(upper),
+                    n_edges,
+                }));
+            }
+        }
+    }
+    None
+}
+
 /// Accumulates the strict verdict over the weights of a graph's edges.
 #[derive(Debug, Default)]
 pub struct WeightCheck {
@@ -562,6 +625,33 @@ mod tests {
             let csc = edge_weights(&edges, &p, &i, &d, SparseLayout::Csc).unwrap();
             assert_eq!(csc, expected, "seed {seed} (CSC)");
         }
+    }
+
+    #[test]
+    fn the_fast_verdict_agrees_with_the_full_check() {
+        #[rustfmt::skip]
+        let cases: [&[f32]; 3] = [
+            &[0.0, 0.5, 0.25, 0.5, 0.0, 1.0, 0.25, 1.0, 0.0],
+            &[0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 3.0, 0.0, 0.0],
+            &[0.0, 1.0, 2.0, 0.0, 0.0, 0.0, 0.0, 4.0, 0.0],
+        ];
+        for dense in cases {
+            let (p, i, d) = csr(3, dense);
+            let edges = connectivity_edges_csr(3, &p, &i, &d).unwrap();
+            let w = edge_weights(&edges, &p, &i, &d, SparseLayout::Csr).unwrap();
+            assert_eq!(
+                csr_fast_verdict(&edges, &p, &i, &d),
+                Some(check_weights(&edges, &w)),
+                "{dense:?}"
+            );
+        }
+        // Negative values, duplicates or unsorted rows: no fast verdict.
+        let (p, i, d) = csr(2, &[0.0, -1.0, 2.0, 0.0]);
+        let edges = connectivity_edges_csr(2, &p, &i, &d).unwrap();
+        assert_eq!(csr_fast_verdict(&edges, &p, &i, &d), None);
+        let (p, i, d) = (vec![0i64, 2, 3], vec![1i64, 1, 0], vec![0.5f32, 0.5, 1.0]);
+        let edges = connectivity_edges_csr(2, &p, &i, &d).unwrap();
+        assert_eq!(csr_fast_verdict(&edges, &p, &i, &d), None);
     }
 
     #[test]
