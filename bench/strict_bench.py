@@ -44,6 +44,7 @@ def parse_args(argv):
     p.add_argument("--runs", type=int, default=3, help="fresh processes per measurement")
     p.add_argument("--seed", type=int, default=14)
     p.add_argument("--out", default=None, help="results path without extension")
+    p.add_argument("--only-quantised", action="store_true", help="only the quantised-gene measurement")
     return p.parse_args(argv)
 
 
@@ -261,9 +262,10 @@ def main(argv=None):
     n_genes = ident["stats"]["n_genes"]
     results["n_cells"], results["n_genes"] = ident["stats"]["n_cells"], n_genes
     indices = random.Random(args.seed).sample(range(n_genes), min(args.genes, n_genes))
-    bench_paint_and_genes(args, indices, args.cache, args.genes, results, "with_cache")
-    if args.nocache_genes > 0:
-        bench_paint_and_genes(args, indices, None, args.nocache_genes, results, "without_cache")
+    if not args.only_quantised:
+        bench_paint_and_genes(args, indices, args.cache, args.genes, results, "with_cache")
+        if args.nocache_genes > 0:
+            bench_paint_and_genes(args, indices, None, args.nocache_genes, results, "without_cache")
     bench_quantised(args, indices, results)
     out = args.out or f"bench/results/strict-{Path(args.atlas).name.removesuffix('.zarr')}"
     Path(out + ".json").write_text(json.dumps(results, indent=1) + "\n")
