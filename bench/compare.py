@@ -215,7 +215,10 @@ def run_config(config, atlas: Path, args, work: Path, s3=None) -> dict:
                 [args.bin, "precompute", store, "--cache", cache, "--jobs", str(args.jobs), "--quiet"], env
             )
             extra["precompute"] = {"seconds": wall, "peak_rss_mib": rss, "summary": summary.strip()}
-        cmd = [args.bin, "serve", store, "--port", str(port), "--log", "warn"] + (["--cache", cache] if cache else [])
+        # `edge` measures nothing precomputed: --no-cache turns off the default local cache of local
+        # stores (bench/fast_default.py measures that default).
+        no_cache = ["--no-cache"] if config == "edge" else []
+        cmd = [args.bin, "serve", store, "--port", str(port), "--log", "warn"] + (["--cache", cache] if cache else no_cache)
     print(f"[{atlas.name}] {config}: starting", file=sys.stderr)
     server = ServerProcess(cmd, port, env=env, log_name=config.replace("+", "-"))
     try:

@@ -2,7 +2,7 @@
 # Benchmark: `cellucid-edge convert X.h5ad OUT.zarr` vs `anndata.read_h5ad(X).write_zarr(OUT)`
 # on the same synthetic 100k x 20k CSR h5ad with 1e8 stored values, side by side: wall time
 # and peak RSS from /usr/bin/time -v. One run of each per Zarr format (the machine is small
-# and shared; see README "Benchmark: h5ad -> Zarr").
+# and shared; see docs/benchmarks.md "h5ad → Zarr").
 #
 # usage: bench/convert.sh [WORKDIR]     env: PYTHON (anndata venv), N_OBS N_VARS NNZ_PER_ROW,
 #                                          FORMATS ("3 2"), BIN (cellucid-edge release binary)

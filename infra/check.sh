@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Offline checks of the deployment code (no AWS credentials, no network beyond package registries):
-#   terraform fmt -check, validate (module + example), terraform test (mocked provider, IAM scoping),
-#   checkov (skips justified in terraform/.checkov.yaml), cdk synth (two variants) + node tests +
-#   cfn-lint (ignores justified in cdk/.cfnlintrc.yaml).
+#   terraform fmt -check, validate (both modules + example), terraform test (mocked provider: IAM
+#   scoping of the serving function, of the precompute tasks and state machine, the rendered ASL),
+#   checkov (skips justified in terraform/.checkov.yaml), cdk synth (two variants) + node tests
+#   (incl. asl-validator on infra/statemachine/precompute.asl.json) + cfn-lint (ignores justified in
+#   cdk/.cfnlintrc.yaml; it also validates the state machine definition in the templates).
 # A missing tool is reported LOUDLY and its checks are skipped; CELLUCID_INFRA_STRICT=1 makes a
 # missing tool a failure. CELLUCID_INFRA_BUILD_LAMBDA=1 also builds the zipped function with
 # cargo lambda and prints its size.
@@ -40,7 +42,7 @@ missing() { # missing TOOL WHAT INSTALL
 }
 
 # --- Terraform ----------------------------------------------------------------------------------
-tf_dirs=(infra/terraform/modules/cellucid-edge infra/terraform/examples/public-atlas)
+tf_dirs=(infra/terraform/modules/cellucid-edge infra/terraform/modules/cellucid-precompute infra/terraform/examples/public-atlas)
 if command -v terraform >/dev/null 2>&1; then
   TMP=$(mktemp -d)
   trap 'rm -rf "$TMP"' EXIT
@@ -78,8 +80,10 @@ if command -v terraform >/dev/null 2>&1; then
       step "terraform init ($dir)" tf init -backend=false -input=false -no-color -plugin-dir="$mirror"
       step "terraform validate ($dir)" tf validate -no-color
     done
-    data="$TMP/$(echo "${tf_dirs[0]}" | tr '/' '_')"
-    step "terraform test (${tf_dirs[0]})" env TF_DATA_DIR="$data" terraform -chdir="${tf_dirs[0]}" test -no-color
+    for dir in "${tf_dirs[@]:0:2}"; do
+      data="$TMP/$(echo "$dir" | tr '/' '_')"
+      step "terraform test ($dir)" env TF_DATA_DIR="$data" terraform -chdir="$dir" test -no-color
+    done
   fi
 else
   missing terraform "terraform fmt/validate/test" "https://developer.hashicorp.com/terraform/install (not reachable from CI: use the machine image's terraform)"

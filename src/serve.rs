@@ -1,13 +1,11 @@
-//! The local HTTP server (`cellucid-edge serve`): hyper over tokio, every request answered
-//! concurrently by the shared [`App`], graceful shutdown on Ctrl-C.
+//! The local HTTP transport (`cellucid-edge serve`): hyper over tokio (HTTP/1.1 and h2c), every
+//! request handed to the shared [`Service`] and its body streamed back; graceful shutdown.
+//! Nothing here looks at paths.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -15,13 +13,13 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use crate::http::App;
+use crate::service::Service;
 
-/// Accept connections on `listener` and answer them with `app` until `shutdown` resolves; then
-/// let in-flight requests finish (up to 10 s).
+/// Accept connections on `listener` and answer them with `service` until `shutdown` resolves;
+/// then let in-flight requests finish (up to 10 s).
 pub async fn serve_until(
     listener: TcpListener,
-    app: Arc<App>,
+    service: Arc<Service>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
@@ -40,25 +38,18 @@ pub async fn serve_until(
                 if let Err(e) = stream.set_nodelay(true) {
                     tracing::debug!(target: "cellucid_edge::serve", "TCP_NODELAY: {e}");
                 }
-                let app = app.clone();
-                let service = service_fn(move |request: hyper::Request<Incoming>| {
-                    let app = app.clone();
+                let service = service.clone();
+                let handler = service_fn(move |request: hyper::Request<Incoming>| {
+                    let service = service.clone();
                     async move {
+                        // A request body is never read: no route takes one.
                         let (parts, _body) = request.into_parts();
-                        let request = hyper::Request::from_parts(parts, ());
-                        // 0.9 store bytes stream from object storage (never buffered whole).
-                        if let Some(v09) = app.protocol_09()
-                            && crate::v09::is_v09_path(request.uri().path())
-                        {
-                            let response = v09.handle(&request).await;
-                            return Ok::<_, Infallible>(response.map(crate::v09::hyper_body));
-                        }
-                        let response = app.handle(&request).await;
-                        Ok::<_, Infallible>(response.map(|b| Full::new(b).map_err(|never| match never {}).boxed_unsync()))
+                        let response = service.handle(hyper::Request::from_parts(parts, ())).await;
+                        Ok::<_, Infallible>(response)
                     }
                 });
                 let builder = auto::Builder::new(TokioExecutor::new());
-                let connection = builder.serve_connection(TokioIo::new(stream), service);
+                let connection = builder.serve_connection(TokioIo::new(stream), handler);
                 let connection = graceful.watch(connection.into_owned());
                 tokio::spawn(async move {
                     if let Err(e) = connection.await {
@@ -82,6 +73,3 @@ pub async fn serve_until(
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
-
-/// Body type used by the server: buffered artifacts, or 0.9 store bytes streamed from storage.
-pub type Body = UnsyncBoxBody<Bytes, crate::v09::BodyError>;

@@ -4,7 +4,7 @@
 //! a path prefix: `https://host/s/<token>/…`. A token is
 //! `base64url(claims JSON) "." base64url(HMAC-SHA256(secret, claims JSON))`; the claims carry
 //! an expiry (Unix seconds) and optionally the one dataset the link opens. With a secret
-//! configured the [`App`](crate::http::App) answers only requests under a valid, unexpired
+//! configured the [service](crate::service)'s gate answers only requests under a valid, unexpired
 //! token's prefix (and, for a dataset-bound token, only that dataset); everything else is 403.
 //!
 //! Verification recomputes the MAC and compares it in constant time (`Mac::verify_slice`);

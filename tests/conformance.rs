@@ -118,6 +118,26 @@ async fn unconsolidated_stores_match_goldens() {
     }
 }
 
+/// The same conformance run through every transport: hyper, the service in-process, and the
+/// Lambda handler with function-URL, HTTP API (named stage) and REST API events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_through_every_transport() {
+    use cellucid_edge::service::{Config, Service};
+    use common::transport::{ALL, connect};
+    let config = Config::default();
+    for (atlas, version) in [("pbmc68k", "v3"), ("edge", "v2")] {
+        let store = fixture_store(atlas, version);
+        let catalog = common::open_catalog(store.to_str().expect("utf-8 path")).await;
+        let service = std::sync::Arc::new(Service::new(catalog, config.clone()).expect("service"));
+        for via in ALL {
+            let transport = connect(via, service.clone(), &config).await;
+            let label = format!("{atlas}.{version}.zarr via {via:?}");
+            let failures = check_server(atlas, &label, transport.as_ref()).await;
+            assert_failures(&label, &failures);
+        }
+    }
+}
+
 #[test]
 fn quote_matches_python() {
     // urllib.parse.quote(route, safe="/._-")
@@ -187,7 +207,7 @@ async fn source_store_is_never_written() {
     use cellucid_edge::cache::ArtifactCache;
     use cellucid_edge::catalog::Catalog;
     use cellucid_edge::dataset::DatasetOptions;
-    use cellucid_edge::http::AppConfig;
+    use cellucid_edge::service::Config;
     use cellucid_edge::store::{ReadMetrics, ReadOnlyStore};
 
     for (atlas, version) in [("pbmc68k", "v3"), ("sparse", "v2")] {
@@ -202,12 +222,12 @@ async fn source_store_is_never_written() {
         .await
         .expect("open read-only");
         let cache_dir = tempfile::tempdir().expect("tempdir");
-        let config = AppConfig {
+        let config = Config {
             cache: Some(ArtifactCache::new(
                 &common::location(cache_dir.path().to_str().unwrap()),
                 Arc::new(ReadMetrics::default()),
             )),
-            ..AppConfig::default()
+            ..Config::default()
         };
         let server = TestServer::start_with(catalog, config).await;
         let label = format!("{atlas}.{version}.zarr (read-only)");

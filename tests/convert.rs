@@ -9,6 +9,8 @@
 
 mod common;
 
+use common::python;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,23 +24,11 @@ use common::{
     golden_name, location, open_dataset, quote_route,
 };
 
-/// A Python with anndata + zarr + h5py: `CELLUCID_TEST_PYTHON`, else the reference venvs this
-/// workspace uses. `None` when there is none (in CI that is a failure).
-fn anndata_python() -> Option<PathBuf> {
-    let mut candidates: Vec<PathBuf> = Vec::new();
-    if let Some(p) = std::env::var_os("CELLUCID_TEST_PYTHON") {
-        candidates.push(PathBuf::from(p));
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for venv in ["../venv-ref", "../.venv-reference", ".venv-reference"] {
-        candidates.push(root.join(venv).join("bin/python"));
-    }
-    candidates.into_iter().find(|py| {
-        Command::new(py)
-            .args(["-c", "import anndata, zarr, h5py"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    })
+/// A file under `tests/fixtures/`.
+fn fixture_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(relative)
 }
 
 fn skipped_keys(report: &ConvertReport) -> Vec<String> {
@@ -55,15 +45,10 @@ async fn convert_to(atlas: &str, out: &Path, zarr_format: u8) -> ConvertReport {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn converted_stores_open_in_python_anndata_with_equal_content() {
-    let Some(python) = anndata_python() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "no Python with anndata (set CELLUCID_TEST_PYTHON); CI must run this test"
-        );
-        eprintln!(
-            "\n!!! SKIPPED: no Python with anndata + zarr + h5py found (set CELLUCID_TEST_PYTHON \
-             or create ../venv-ref): the anndata.read_zarr check did not run\n"
-        );
+    let Some(python) = python::python(
+        python::Need::Anndata,
+        "convert: anndata.read_zarr of converted stores",
+    ) else {
         return;
     };
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/anndata_equal.py");
@@ -240,12 +225,9 @@ async fn malformed_h5ad_files_give_clear_errors() {
         );
     }
 
-    // Valid HDF5, not AnnData.
+    // Valid HDF5, not AnnData (h5py: one empty group `foo`).
     let other = dir.path().join("other.h5ad");
-    {
-        let file = hdf5::File::create(&other).unwrap();
-        file.create_group("foo").unwrap();
-    }
+    std::fs::copy(fixture_path("hdf5/not_anndata.h5"), &other).unwrap();
     let msg = open_error(&other).await;
     assert!(msg.contains("obs") && msg.contains("missing"), "{msg}");
     let err = convert_error(&other, &out).await;

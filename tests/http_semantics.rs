@@ -691,3 +691,95 @@ async fn embedded_demo_atlas_is_served() {
     }
     server.stop().await;
 }
+
+/// Control documents are `Cache-Control: no-cache` (revalidated, not forbidden to store:
+/// Chromium reports streamed `no-store` bodies read by the viewer as `net::ERR_ABORTED`), on
+/// both protocols and every transport.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_documents_are_no_cache_everywhere() {
+    use cellucid_edge::service::{Config, Service};
+    use common::transport::{ALL, connect};
+    let config = Config::default();
+    let catalog =
+        common::open_catalog(fixture_store("pbmc68k", "v3").to_str().expect("utf-8")).await;
+    let service = Arc::new(Service::new(catalog, config.clone()).expect("service"));
+    for via in ALL {
+        let t = connect(via, service.clone(), &config).await;
+        for path in [
+            "/_cellucid/health",
+            "/_cellucid/info",
+            "/_cellucid/datasets",
+            "/v0.9/_cellucid/health",
+            "/v0.9/_cellucid/datasets",
+        ] {
+            let r = t.get(path, &[FROM_VIEWER]).await;
+            assert_eq!(r.status, StatusCode::OK, "{via:?} {path}");
+            assert_eq!(r.header("cache-control"), "no-cache", "{via:?} {path}");
+        }
+    }
+}
+
+/// One gzip policy for ETags: a strong ETag names exactly the bytes sent. An artifact served
+/// from a cache prefix whose gzip stream was written with other compressor settings gets
+/// another tag than the same artifact compressed here, and the same bytes always get the same
+/// tag (also across processes).
+#[tokio::test]
+async fn a_strong_etag_always_names_the_same_bytes() {
+    use std::io::Write;
+
+    use cellucid_edge::cache::ArtifactCache;
+    use cellucid_edge::service::Config;
+    let store = fixture_store("pbmc68k", "v3");
+    let cache_dir = tempfile::tempdir().expect("tempdir");
+    let cache = ArtifactCache::new(
+        &common::location(cache_dir.path().to_str().unwrap()),
+        Arc::new(ReadMetrics::default()),
+    );
+    let config = Config {
+        cache: Some(cache.clone()),
+        ..Config::default()
+    };
+    let route = "/obs_manifest.json";
+    let serve = || async {
+        TestServer::start_with(
+            common::open_catalog(store.to_str().unwrap()).await,
+            config.clone(),
+        )
+        .await
+    };
+    // Computed here: written to the cache prefix and served.
+    let first = serve().await;
+    let computed = first.get(route, &[GZIP]).await;
+    let id = first.app.catalog().first().id().to_string();
+    let fingerprint = first.app.fingerprint(&id).expect("fingerprint");
+    first.stop().await;
+    // A fresh process reads the same cache object: same bytes, same tag.
+    let second = serve().await;
+    let cached = second.get(route, &[GZIP]).await;
+    assert_eq!(cached.body, computed.body);
+    assert_eq!(cached.header("etag"), computed.header("etag"));
+    second.stop().await;
+    // The cache object rewritten by another compressor setting (same inflated bytes).
+    let object = cache_dir
+        .path()
+        .join(&fingerprint)
+        .join("obs_manifest.json");
+    let identity = gunzip(&std::fs::read(&object).expect("cached object")).expect("gzip");
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(9));
+    encoder.write_all(&identity).unwrap();
+    let regzipped = encoder.finish().unwrap();
+    assert_ne!(regzipped, computed.body.to_vec(), "another gzip stream");
+    std::fs::write(&object, &regzipped).unwrap();
+    let third = serve().await;
+    let other = third.get(route, &[GZIP]).await;
+    assert_eq!(&other.body[..], &regzipped[..]);
+    assert_ne!(
+        other.header("etag"),
+        computed.header("etag"),
+        "different bytes under one strong ETag"
+    );
+    // The identity representation is the same bytes, so the same tag.
+    let plain_then = third.get(route, &[]).await;
+    assert_eq!(plain_then.body.to_vec(), identity);
+    third.stop().await;
+}

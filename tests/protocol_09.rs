@@ -1,18 +1,20 @@
 //! The Cellucid 0.9 protocol under `/v0.9` (shared/docs/protocol-0.9.md): range, ETag, 304,
 //! 416 and If-Range semantics on Zarr folders (v2, v3), `.zarr.zip` and `.h5ad`, locally and
 //! over a real moto S3 server; absent keys; synthesised consolidated metadata (checked against
-//! zarrs, zarr-python and cellucid 0.9.5's own generator when Python is available); the
-//! datasets document against the 0.9.5 validator; a browser-style client through `serve` and
-//! through the Lambda handler.
+//! zarrs, zarr-python and cellucid 0.9.5's own generator, in the Python `common/python.rs`
+//! provisions); the datasets document against the 0.9.5 validator; a browser-style client
+//! through `serve` and through the Lambda handler.
 
 mod common;
+
+use common::python;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use cellucid_edge::http::{App, AppConfig};
-use cellucid_edge::lambda::{LambdaConfig, LambdaHandler};
+use cellucid_edge::lambda::LambdaHandler;
+use cellucid_edge::service::{Config, Service};
 use cellucid_edge::v09::documents::Counts;
 use cellucid_edge::v09::source::{Source, SourceLocation};
 use cellucid_edge::v09::{Frontend, FrontendConfig};
@@ -37,19 +39,33 @@ fn source(url: &str, id: &str) -> Arc<Source> {
     ))
 }
 
-/// An App whose seed protocol serves the `sparse` fixture and whose 0.9 front-end serves `url`.
-async fn app_for(url: &str, config: FrontendConfig) -> App {
-    let catalog = open_catalog(&fixture_store("sparse", "v2").to_string_lossy()).await;
-    let frontend = Frontend::new(vec![source(url, ID)], config).expect("one source");
-    App::new(catalog, AppConfig::default()).with_protocol_09(frontend)
+/// A service whose seed protocol serves the `sparse` fixture and whose 0.9 protocol serves `url`.
+async fn app_for(url: &str, config: FrontendConfig) -> Service {
+    app_with(url, config, Config::default()).await
 }
 
-async fn call(app: &App, method: Method, path: &str, headers: &[(&str, &str)]) -> Response<Bytes> {
+/// Like [`app_for`], with the service configured by `service`.
+async fn app_with(url: &str, config: FrontendConfig, service: Config) -> Service {
+    let catalog = open_catalog(&fixture_store("sparse", "v2").to_string_lossy()).await;
+    let frontend = Frontend::new(vec![source(url, ID)], config).expect("one source");
+    Service::new(catalog, service)
+        .expect("service")
+        .with_protocol_09(frontend)
+}
+
+/// One request through the service, its body collected (a short body fails the test).
+async fn call(
+    app: &Service,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Response<Bytes> {
     let mut b = Request::builder().method(method).uri(path);
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
-    app.handle(&b.body(()).expect("request")).await
+    let (parts, body) = app.handle(b.body(()).expect("request")).await.into_parts();
+    Response::from_parts(parts, body.collect().await.expect("whole body"))
 }
 
 fn h<'a>(r: &'a Response<Bytes>, name: &str) -> &'a str {
@@ -60,7 +76,7 @@ fn h<'a>(r: &'a Response<Bytes>, name: &str) -> &'a str {
 }
 
 /// Every §1.3 rule on one resource whose bytes are `expected`.
-async fn check_byte_semantics(app: &App, path: &str, expected: &[u8]) {
+async fn check_byte_semantics(app: &Service, path: &str, expected: &[u8]) {
     let size = expected.len() as u64;
     assert!(size > 40, "{path}: fixture too small for the checks");
     let full = call(
@@ -426,15 +442,15 @@ async fn documents_control_routes_and_the_seed_beside() {
 #[tokio::test]
 async fn host_allow_list_answers_421_on_loopback() {
     let store = fixture_store("sparse", "v2");
-    let config = FrontendConfig {
-        host_check: cellucid_edge::v09::host::HostCheck::for_bind(
+    let config = Config {
+        host_rule: cellucid_edge::service::host::HostCheck::for_bind(
             "127.0.0.1".parse().unwrap(),
             8765,
             &["hub.example.org".into()],
         ),
-        ..FrontendConfig::default()
+        ..Config::default()
     };
-    let app = app_for(&store.to_string_lossy(), config).await;
+    let app = app_with(&store.to_string_lossy(), FrontendConfig::default(), config).await;
     for (host, status) in [
         ("127.0.0.1:8765", StatusCode::OK),
         ("localhost:8765", StatusCode::OK),
@@ -472,21 +488,7 @@ fn unconsolidated(version: &str, dir: &Path) -> PathBuf {
     out
 }
 
-fn python_with(var: &str, default: &str, module: &str) -> Option<String> {
-    let python = std::env::var(var).unwrap_or_else(|_| default.to_string());
-    let ok = std::process::Command::new(&python)
-        .args(["-c", &format!("import {module}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if ok {
-        Some(python)
-    } else {
-        eprintln!("SKIPPED part: no Python with `{module}` at {python} (set {var})");
-        None
-    }
-}
-
-fn run_python(python: &str, script: &str, args: &[&str]) -> String {
+fn run_python(python: &Path, script: &str, args: &[&str]) -> String {
     let out = std::process::Command::new(python)
         .arg("-c")
         .arg(script)
@@ -502,14 +504,17 @@ fn run_python(python: &str, script: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-const C095_DEFAULT: &str = "/work/venv-c095/bin/python";
-const REF_DEFAULT: &str = "/work/venv-ref/bin/python";
-
 #[tokio::test]
 async fn synthesised_consolidated_metadata_opens_everywhere() {
     let tmp = tempfile::tempdir().unwrap();
-    let c095 = python_with("CELLUCID_095_PYTHON", C095_DEFAULT, "cellucid");
-    let zarr_py = python_with("CELLUCID_REF_PYTHON", REF_DEFAULT, "zarr");
+    let c095 = python::python(
+        python::Need::Cellucid095,
+        "protocol_09: cellucid 0.9.5's consolidated metadata, byte for byte",
+    );
+    let zarr_py = python::python(
+        python::Need::Anndata,
+        "protocol_09: zarr-python opens the synthesised consolidated metadata",
+    );
     for version in ["v2", "v3"] {
         let store = unconsolidated(version, tmp.path());
         let app = app_for(&store.to_string_lossy(), FrontendConfig::default()).await;
@@ -614,7 +619,10 @@ async fn synthesised_consolidated_metadata_opens_everywhere() {
 
 #[tokio::test]
 async fn datasets_document_passes_the_095_validator() {
-    let Some(python) = python_with("CELLUCID_095_PYTHON", C095_DEFAULT, "cellucid") else {
+    let Some(python) = python::python(
+        python::Need::Cellucid095,
+        "protocol_09: cellucid 0.9.5's validator on /v0.9/_cellucid/datasets",
+    ) else {
         return;
     };
     let mut docs = Vec::new();
@@ -630,10 +638,11 @@ async fn datasets_document_passes_the_095_validator() {
         docs.push(body);
     }
     // And the default front-end the App derives from the seed catalogue (its ids are derived).
-    let app = App::new(
+    let app = Service::new(
         open_catalog(&fixture_store("edge", "v3").to_string_lossy()).await,
-        AppConfig::default(),
-    );
+        Config::default(),
+    )
+    .expect("service");
     let r = call(&app, Method::GET, "/v0.9/_cellucid/datasets", &[]).await;
     docs.push(String::from_utf8(r.body().to_vec()).unwrap());
     for doc in docs {
@@ -655,7 +664,7 @@ async fn browser_style_client_through_serve() {
     let store = tmp.path().join("sparse.v2.zarr");
     copy_dir(&fixture_store("sparse", "v2"), &store);
     let app = app_for(&store.to_string_lossy(), FrontendConfig::default()).await;
-    let server = common::TestServer::start_app(app).await;
+    let server = common::TestServer::start_service(app).await;
     let base = "/v0.9";
     let viewer = [("origin", ORIGIN)];
     let r = server
@@ -763,7 +772,7 @@ type EventCase = (&'static str, u16, Option<Vec<u8>>, Option<String>);
 /// the default deployment serves it).
 #[tokio::test]
 async fn lambda_events_for_the_09_protocol() {
-    let handler = LambdaHandler::new(LambdaConfig::default());
+    let handler = LambdaHandler::new(Config::default());
     let demo = fixture_store("pbmc68k", "v3");
     let zarr_json = std::fs::read(demo.join("zarr.json")).unwrap();
     let chunk = std::fs::read(demo.join("X/c/0/0")).unwrap();
@@ -929,12 +938,12 @@ async fn over_s3_with_moto() {
 
     // The Lambda: a body over its limit is redirected to the object itself; smaller ranges,
     // HEAD and 304 are answered by the function.
-    let config = FrontendConfig {
-        max_inline_body: Some(64 * 1024),
-        ..FrontendConfig::default()
+    let app = app_for("s3://atlas/files/sparse.h5ad", FrontendConfig::default()).await;
+    let config = Config {
+        max_body_bytes: 64 * 1024,
+        ..Config::default()
     };
-    let app = app_for("s3://atlas/files/sparse.h5ad", config).await;
-    let handler = LambdaHandler::with_app(LambdaConfig::default(), Arc::new(app));
+    let handler = LambdaHandler::with_service(config, Arc::new(app));
     let bytes = std::fs::read(v09_fixture("sparse.h5ad")).unwrap();
     let mk = |method: &str, headers: Value| {
         let mut e = event("url-v09-range-zarr-json");
@@ -1016,7 +1025,10 @@ async fn fetch(url: &str, headers: &[(&str, &str)]) -> (u16, http::HeaderMap, Ve
 async fn ready_copy_of_a_csr_atlas() {
     use cellucid_edge::v09::ready::{ReadyOptions, identity_of, write_ready};
     let tmp = tempfile::tempdir().unwrap();
-    let c095 = python_with("CELLUCID_095_PYTHON", C095_DEFAULT, "cellucid");
+    let c095 = python::python(
+        python::Need::Cellucid095,
+        "protocol_09: cellucid 0.9.5 reads the ready copy as ready",
+    );
     for version in ["v2", "v3"] {
         let src = fixture_store("edge", version);
         let dataset = common::open_dataset(&src.to_string_lossy()).await.unwrap();
@@ -1045,10 +1057,11 @@ async fn ready_copy_of_a_csr_atlas() {
         assert!(x.contains("Float(4)"), "{x}");
         assert!(ready.store().is_consolidated());
         // Every gene served by the seed protocol from the copy equals the reference's bytes.
-        let app = App::new(
+        let app = Service::new(
             cellucid_edge::catalog::Catalog::single(Arc::new(ready)),
-            AppConfig::default(),
-        );
+            Config::default(),
+        )
+        .expect("service");
         let golden = common::golden_dir("edge").join("var");
         let mut checked = 0;
         for entry in std::fs::read_dir(&golden).unwrap() {
@@ -1070,14 +1083,16 @@ async fn ready_copy_of_a_csr_atlas() {
         assert!(checked > 100);
 
         // Served under /v0.9 by `serve --ready`, keeping the catalogue's id.
-        let seed = App::new(
+        let seed = Service::new(
             open_catalog(&src.to_string_lossy()).await,
-            AppConfig::default(),
-        );
-        let served =
-            cellucid_edge::v09::configure_local(seed, Some(&out_dir.to_string_lossy()), None)
+            Config::default(),
+        )
+        .expect("service");
+        let ready =
+            cellucid_edge::v09::ready_frontend(seed.mounts().v09(), &out_dir.to_string_lossy())
                 .await
                 .expect("serve --ready");
+        let served = seed.with_protocol_09(ready);
         let r = call(&served, Method::GET, "/v0.9/_cellucid/datasets", &[]).await;
         let doc: Value = serde_json::from_slice(r.body()).unwrap();
         assert_eq!(doc["datasets"][0]["id"], id);

@@ -1,12 +1,15 @@
 //! S3 end to end, against a real S3-protocol server this test starts itself:
-//! `moto_server -H 127.0.0.1 -p <free port>` (`pip install 'moto[server]'`, done by `.ci/run`).
+//! `moto_server -H 127.0.0.1 -p <free port>` (from PATH, else from the test venv that
+//! `tests/common/python.rs` provisions).
 //!
 //! The fixture stores are uploaded through object_store; the atlas and the cache prefix are
 //! opened as `s3://` URLs with the standard AWS environment (`AWS_ENDPOINT_URL`,
-//! `AWS_ALLOW_HTTP`, fake credentials). Without `moto_server` the tests are skipped loudly —
-//! unless `CI` is set, where they fail.
+//! `AWS_ALLOW_HTTP`, fake credentials). Without any `moto_server` the tests say so in one loud
+//! line — unless `CI` is set, where they fail.
 
 mod common;
+
+use common::python;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -35,14 +38,6 @@ struct Moto {
 
 static MOTO: OnceLock<Option<Moto>> = OnceLock::new();
 
-fn moto_installed() -> bool {
-    Command::new("sh")
-        .args(["-c", "command -v moto_server"])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -51,18 +46,9 @@ fn free_port() -> u16 {
 }
 
 fn start_moto() -> Option<Moto> {
-    if !moto_installed() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "moto_server is not installed but CI is set: the S3 tests must run in CI \
-             (pip install 'moto[server]')"
-        );
-        eprintln!(
-            "\n*** SKIPPING the S3 tests: moto_server is not installed \
-             (pip install 'moto[server]'). In CI they run. ***\n"
-        );
-        return None;
-    }
+    // From PATH, else the test venv (tests/common/python.rs); a failure under CI, one loud
+    // line elsewhere.
+    let moto_server = python::moto_server("the S3 tests (moto_server)")?;
     let port = free_port();
     let log = std::env::temp_dir().join(format!("cellucid-edge-moto-{port}.log"));
     // `sh` starts moto and waits on its stdin; when this test process exits (however), the
@@ -70,10 +56,11 @@ fn start_moto() -> Option<Moto> {
     let child = Command::new("sh")
         .args([
             "-c",
-            "moto_server -H 127.0.0.1 -p \"$1\" >\"$2\" 2>&1 & m=$!; read _; kill $m",
+            "\"$3\" -H 127.0.0.1 -p \"$1\" >\"$2\" 2>&1 & m=$!; read _; kill $m",
             "sh",
             &port.to_string(),
             &log.display().to_string(),
+            &moto_server.display().to_string(),
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -446,7 +433,7 @@ async fn changed_source_gets_a_new_fingerprint() {
     let r = first.get_viewer("/obs_manifest.json").await;
     assert_golden("edge", "obs_manifest.json", &r);
     let id = first.app.catalog().first().id().to_string();
-    let fp_edge = first.app.fingerprint(&id).map(str::to_string);
+    let fp_edge = first.app.fingerprint(&id);
     assert!(fp_edge.is_some());
     first.stop().await;
 
@@ -455,7 +442,7 @@ async fn changed_source_gets_a_new_fingerprint() {
     upload_fixture("t-fp", "atlas.zarr", "sparse", "v3").await;
     let second = serve_s3(url, Some(cache), DatasetOptions::default()).await;
     let id = second.app.catalog().first().id().to_string();
-    let fp_sparse = second.app.fingerprint(&id).map(str::to_string);
+    let fp_sparse = second.app.fingerprint(&id);
     assert_ne!(fp_edge, fp_sparse);
     let r = second.get_viewer("/obs_manifest.json").await;
     assert_golden("sparse", "obs_manifest.json", &r);
@@ -473,7 +460,7 @@ async fn changed_source_gets_a_new_fingerprint() {
         .await
         .unwrap();
     let third = serve_s3(url, Some(cache), DatasetOptions::default()).await;
-    let fp_third = third.app.fingerprint(&id).map(str::to_string);
+    let fp_third = third.app.fingerprint(&id);
     assert_ne!(fp_sparse, fp_third);
     third.stop().await;
 }

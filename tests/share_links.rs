@@ -7,8 +7,8 @@ mod common;
 
 use std::time::{Duration, SystemTime};
 
-use cellucid_edge::http::AppConfig;
-use cellucid_edge::lambda::{LambdaConfig, LambdaHandler};
+use cellucid_edge::lambda::LambdaHandler;
+use cellucid_edge::service::Config;
 use cellucid_edge::share::{self, ShareClaims, ShareSecret};
 use common::{ORIGIN, Resp, TestServer, copy_dir, fixture_store, golden_body, open_catalog};
 use http::{Method, StatusCode};
@@ -28,9 +28,9 @@ fn token(valid_for: Duration, dataset: Option<&str>) -> String {
 const WEEK: Duration = Duration::from_secs(7 * 86400);
 
 async fn private_server(url: &str) -> TestServer {
-    let config = AppConfig {
+    let config = Config {
         share: Some(secret()),
-        ..AppConfig::default()
+        ..Config::default()
     };
     TestServer::start_with(open_catalog(url).await, config).await
 }
@@ -294,7 +294,7 @@ fn url_event(raw_path: &str) -> serde_json::Value {
 
 #[tokio::test]
 async fn lambda_with_a_secret_requires_tokens() {
-    let config = LambdaConfig::from_lookup(|name| match name {
+    let config = Config::from_lookup(|name| match name {
         "CELLUCID_SHARE_SECRET" => Some(SECRET.to_string()),
         _ => None,
     })
@@ -334,18 +334,17 @@ async fn lambda_with_a_secret_requires_tokens() {
             "{path}: {r}"
         );
     }
-    // A too-short secret never serves unprotected: the function refuses to open.
-    let weak = LambdaConfig::from_lookup(|name| match name {
+    // A too-short secret never serves unprotected: the configuration is refused (the function
+    // stops at init).
+    let weak = Config::from_lookup(|name| match name {
         "CELLUCID_SHARE_SECRET" => Some("short".to_string()),
         _ => None,
-    })
-    .expect("config");
-    let handler = LambdaHandler::new(weak);
-    let r = handler
-        .handle_event(url_event("/_cellucid/health"))
-        .await
-        .expect("envelope");
-    assert_eq!(status(&r), 503, "{r}");
+    });
+    let error = weak.expect_err("a weak secret is refused");
+    assert!(
+        error.to_string().contains("CELLUCID_SHARE_SECRET"),
+        "{error}"
+    );
 }
 
 fn cli() -> std::process::Command {
@@ -458,7 +457,7 @@ async fn serve_binary_with_a_secret() {
             let mut s = tokio::net::TcpStream::connect(&addr)
                 .await
                 .expect("connect");
-            let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
             s.write_all(req.as_bytes()).await.expect("write");
             let mut buf = Vec::new();
             s.read_to_end(&mut buf).await.expect("read");

@@ -12,9 +12,9 @@ use cellucid_edge::cache::precompute::{PrecomputeOptions, precompute};
 use cellucid_edge::cache::{ArtifactCache, fingerprint};
 use cellucid_edge::catalog::Catalog;
 use cellucid_edge::dataset::DatasetOptions;
-use cellucid_edge::http::AppConfig;
 use cellucid_edge::model::quantize::{QuantBits, QuantRange, quantize};
 use cellucid_edge::protocol::strict::StrictConfig;
+use cellucid_edge::service::Config as AppConfig;
 use cellucid_edge::store::ReadMetrics;
 use common::{Resp, TestServer, files_below, fixture_store, location};
 use indicatif::{MultiProgress, ProgressDrawTarget};
@@ -131,8 +131,8 @@ async fn after_precompute_every_strict_request_is_one_get_and_nothing_is_stored_
         "strict/var_manifest.json",
         "strict/q8/obs_manifest.json",
         "strict/q8/var_manifest.json",
-        "genes/packed.gz.bin",
-        "genes/index.u64",
+        "genes/blocks/000000.bin",
+        "genes/pack.index",
     ] {
         assert!(
             files.contains(&expected.to_string()),

@@ -6,9 +6,9 @@ mod common;
 
 use std::time::{Duration, SystemTime};
 
-use cellucid_edge::http::AppConfig;
-use cellucid_edge::lambda::{LambdaConfig, LambdaHandler};
+use cellucid_edge::lambda::LambdaHandler;
 use cellucid_edge::protocol::strict::naming::is_clean_id;
+use cellucid_edge::service::{Config, Service};
 use cellucid_edge::share::{self, ShareSecret};
 use common::{TestServer, copy_dir, fixture_store, open_catalog};
 use http::Method;
@@ -86,9 +86,9 @@ fn token(dataset: Option<&str>) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn share_tokens_gate_the_strict_profile() {
     let dir = two_atlases();
-    let config = AppConfig {
+    let config = Config {
         share: Some(secret()),
-        ..AppConfig::default()
+        ..Config::default()
     };
     let server =
         TestServer::start_with(open_catalog(dir.path().to_str().unwrap()).await, config).await;
@@ -164,14 +164,12 @@ async fn head_and_options_under_strict() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lambda_body_limit_applies_to_strict_artifacts() {
     let catalog = open_catalog(fixture_store("pbmc68k", "v3").to_str().unwrap()).await;
-    let app = std::sync::Arc::new(cellucid_edge::http::App::new(catalog, AppConfig::default()));
-    let handler = LambdaHandler::with_app(
-        LambdaConfig {
-            max_body_bytes: 1000,
-            ..LambdaConfig::default()
-        },
-        app,
-    );
+    let config = Config {
+        max_body_bytes: 1000,
+        ..Config::default()
+    };
+    let service = Service::new(catalog, config.clone()).expect("service mounts");
+    let handler = LambdaHandler::with_service(config, std::sync::Arc::new(service));
     let event = |path: &str| {
         serde_json::json!({
             "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",

@@ -8,18 +8,21 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
-use cellucid_edge::lambda::{self, LambdaConfig, LambdaHandler};
+use cellucid_edge::lambda::{self, LambdaHandler, Logging};
+use cellucid_edge::service::Config;
 
 fn main() -> ExitCode {
     let started = Instant::now();
-    let config = match LambdaConfig::from_env() {
-        Ok(config) => config,
-        Err(e) => {
+    // An unusable configuration (a bad number, a share secret too short to protect anything)
+    // stops the function at init: it never serves with settings it cannot honour.
+    let (config, logging) = match (Config::from_env(), Logging::from_env()) {
+        (Ok(config), Ok(logging)) => (config, logging),
+        (Err(e), _) | (_, Err(e)) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
-    lambda::init_logging(&config);
+    lambda::init_logging(&logging);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -36,7 +39,7 @@ fn main() -> ExitCode {
             // A failure is logged and retried on the first request (which answers 503 if the
             // store is still unavailable), so the container never crash-loops on a transient
             // store error.
-            if let Err(e) = handler.app().await {
+            if let Err(e) = handler.service().await {
                 tracing::error!(target: "cellucid_edge::lambda", "cannot open the atlas at init: {e}");
             }
         }

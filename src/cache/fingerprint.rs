@@ -12,6 +12,9 @@ pub fn fingerprint(dataset: &Dataset) -> String {
     hasher.update(b"cellucid-edge\0");
     hasher.update(env!("CARGO_PKG_VERSION").as_bytes());
     hasher.update(b"\0");
+    // distprecompute: the gzip policy names the bytes of every cached body (same ETag, same bytes).
+    hasher.update(super::gzip::POLICY_ID.as_bytes());
+    hasher.update(b"\0");
     let store = dataset.store();
     match store.tree().and_then(|tree| tree.consolidated_bytes()) {
         Some(bytes) => hasher.update(bytes),

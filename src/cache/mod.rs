@@ -4,10 +4,17 @@
 //! Writes are create-only (`If-None-Match: *`): concurrent writers never corrupt an entry, and
 //! a failed write never fails the request that triggered it. The source store is never written.
 
+pub mod background;
 mod fingerprint;
-mod gene_pack;
-mod gene_spill;
+pub mod gene_pack;
+pub mod gzip;
+pub mod local;
+pub mod plan;
 pub mod precompute;
+pub mod scratch;
+mod shard;
+pub mod stable;
+pub mod tasks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +27,7 @@ use object_store::{
 };
 
 pub use fingerprint::fingerprint;
-pub use gene_pack::{GenePack, GenePackError, GenePackWriter, PACK_DATA, PACK_INDEX};
+pub use gene_pack::{GenePack, GenePackError, PACK_INDEX};
 
 use crate::store::ReadMetrics;
 use crate::store::zarr_adapter_reads::record_get;
@@ -93,11 +100,7 @@ impl ArtifactCache {
 
     /// Object path of `artifact` under `fingerprint`.
     pub fn path(&self, fingerprint: &str, artifact: &str) -> Path {
-        let mut path = self.prefix.clone().join(fingerprint);
-        for part in artifact.split('/').filter(|p| !p.is_empty()) {
-            path = path.join(part);
-        }
-        path
+        crate::store::join_key(&self.prefix.clone().join(fingerprint), artifact)
     }
 
     /// The cached gzip body of an artifact, if present (one GET).
@@ -149,6 +152,35 @@ impl ArtifactCache {
             })?;
         record_get(&self.metrics, bytes.len() as u64);
         Ok(bytes)
+    }
+
+    /// A byte range of a cached object and the object's whole length (one GET), or `None`
+    /// when the object does not exist.
+    pub async fn get_head_range(
+        &self,
+        fingerprint: &str,
+        artifact: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Option<(Bytes, u64)>, CacheError> {
+        let path = self.path(fingerprint, artifact);
+        let options = object_store::GetOptions {
+            range: Some(range.clone().into()),
+            ..object_store::GetOptions::default()
+        };
+        let error = |source| CacheError::Store {
+            path: path.to_string(),
+            source,
+        };
+        match self.store.get_opts(&path, options).await {
+            Ok(result) => {
+                let size = result.meta.size;
+                let bytes = crate::store::complete_body(result).await.map_err(error)?;
+                record_get(&self.metrics, bytes.len() as u64);
+                Ok(Some((bytes, size)))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(source) => Err(error(source)),
+        }
     }
 
     /// Whether an entry exists (HEAD).

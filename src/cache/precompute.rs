@@ -1,43 +1,42 @@
 //! `precompute`: build every artifact of an atlas into the cache prefix, and the gene-major
 //! pack of X, so a cold stateless process answers any request with one GET.
 //!
-//! Phases (each with its own progress bar):
-//! 1. **artifacts** — the four JSON documents, points, obs codes/values/outliers, edges and
-//!    vectors, computed in parallel (`jobs` at a time) and written create-only; an artifact
-//!    already in the cache is skipped (resumable, idempotent).
-//! 2. **genes** — skipped when the pack index exists. For CSR X the pack is built out of core
-//!    (see [`super::gene_spill`]): X is streamed in row blocks and bucketed into per-gene-block
-//!    spill files on local disk, then each gene block is densified, gzip-compressed gene by
-//!    gene and appended to the pack in gene order. Memory is bounded by the row block and
-//!    `jobs` gene blocks, never by X. CSC, dense and absent X are read one column at a time.
+//! The work is a [`Plan`] of phases and tasks (see [`super::plan`]); [`precompute`] runs that
+//! same plan in one process, `jobs` tasks at a time, with its scratch shards in a private local
+//! directory. Tasks run one by one elsewhere (`precompute --phase P --task I`, the
+//! precompute-task Lambda) write exactly the same cache objects.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use super::gene_spill::{SpillPlan, bucket_rows, densify_block};
-use super::{ArtifactCache, GenePackError, GenePackWriter, PACK_INDEX, PutOutcome};
-use crate::anndata::MatrixMeta;
+use super::gene_pack::{GenePackError, PACK_INDEX, block_key};
+use super::plan::{PhaseName, Plan, PlanArtifacts, PlanError, PlanLimits, make_plan, plan_key};
+use super::scratch::{Scratch, ScratchError};
+use super::tasks::{TaskEnv, TaskOutcome, TaskReport, run_task};
+use super::{ArtifactCache, CacheError, PutOutcome};
 use crate::dataset::{Dataset, DatasetError, FieldKind};
-use crate::http::encoding::gzip;
+use crate::model::quantize::QuantBits;
 use crate::protocol::Artifact;
 
-/// Settings of a precompute run.
+/// Settings of a run in one process (none but `strict` changes what is written).
 #[derive(Debug, Clone)]
 pub struct PrecomputeOptions {
-    /// Artifacts / gene blocks processed at once.
+    /// Tasks run at once.
     pub jobs: usize,
-    /// Memory for dense gene blocks, shared by the `jobs` workers (bytes).
-    pub memory_budget: u64,
-    /// Stored values of X read per row block while bucketing CSR X.
-    pub row_block_nnz: u64,
-    /// Directory of the temporary spill files (removed when done).
+    /// Parent directory of the private scratch directory (removed when done).
     pub spill_dir: PathBuf,
-    /// The strict profile's settings (#14): which strict-only artifacts to build.
+    /// Block sizes of a plan made by this run (a stored plan is used as it is).
+    pub limits: PlanLimits,
+    /// Priority of the CPU work (background for builds a server runs while answering).
+    pub priority: super::background::Priority,
+    /// What the strict profile serves (#14). Unlike the settings above it changes what is
+    /// written: with `quantize`, the plan (stored under its own key) also builds the quantised
+    /// documents and payloads, see [`super::plan::plan_key`].
     pub strict: crate::protocol::strict::StrictConfig,
 }
 
@@ -45,18 +44,18 @@ impl Default for PrecomputeOptions {
     fn default() -> Self {
         PrecomputeOptions {
             jobs: 2,
-            memory_budget: 512 << 20,
-            row_block_nnz: 4 << 20,
             spill_dir: std::env::temp_dir(),
+            limits: PlanLimits::default(),
+            priority: super::background::Priority::Normal,
             strict: crate::protocol::strict::StrictConfig::default(),
         }
     }
 }
 
-/// Why a precompute run failed.
+/// Why a precompute task or run failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PrecomputeError {
-    /// An artifact could not be computed from the source.
+    /// An artifact could not be computed from the source (a transient store failure).
     #[error("computing `{artifact}`: {source}")]
     Compute {
         /// Cache key of the artifact.
@@ -65,48 +64,109 @@ pub enum PrecomputeError {
         #[source]
         source: DatasetError,
     },
-    /// The cache could not be written.
-    #[error("writing the cache: {0}")]
-    Cache(#[from] super::CacheError),
-    /// The gene pack could not be built.
+    /// The cache could not be read or written.
+    #[error("cache: {0}")]
+    Cache(#[from] CacheError),
+    /// The gene pack is inconsistent.
     #[error(transparent)]
     GenePack(#[from] GenePackError),
-    /// Spill files on local disk.
-    #[error("spill files in `{dir}`: {source}")]
-    Spill {
-        /// Spill directory.
+    /// The plan could not be made or loaded.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// The scratch space failed.
+    #[error(transparent)]
+    Scratch(#[from] ScratchError),
+    /// The private scratch directory could not be made.
+    #[error("scratch directory in `{dir}`: {source}")]
+    ScratchDir {
+        /// Parent directory.
         dir: String,
         /// Cause.
         #[source]
         source: std::io::Error,
     },
-    /// The source matrix is malformed.
+    /// The source matrix (or a shard made from it) is malformed.
     #[error("X is invalid: {0}")]
     InvalidX(String),
-    /// A worker task died.
+    /// A task does not fit the plan or the atlas, or ran before its inputs existed.
+    #[error("{0}")]
+    Task(String),
+    /// The atlas changed since the plan was made.
+    #[error(
+        "the plan is for fingerprint {planned} but the atlas now has {actual}: the source \
+         changed; make a new plan"
+    )]
+    StaleFingerprint {
+        /// Fingerprint of the plan.
+        planned: String,
+        /// Fingerprint of the opened atlas.
+        actual: String,
+    },
+    /// A worker thread died.
     #[error("a precompute worker failed: {0}")]
     Worker(String),
-    /// The strict profile's artifacts could not be built (#14).
-    #[error(transparent)]
-    Strict(#[from] crate::protocol::strict::precompute::StrictPrecomputeError),
+}
+
+impl PrecomputeError {
+    /// Whether running the same task again may succeed (a store or cache that failed or
+    /// throttled), as opposed to an input or plan that will fail the same way.
+    pub fn is_transient(&self) -> bool {
+        fn store(e: &object_store::Error) -> bool {
+            !matches!(
+                e,
+                object_store::Error::NotFound { .. }
+                    | object_store::Error::InvalidPath { .. }
+                    | object_store::Error::NotSupported { .. }
+                    | object_store::Error::NotImplemented { .. }
+                    | object_store::Error::UnknownConfigurationKey { .. }
+            )
+        }
+        match self {
+            PrecomputeError::Compute { source, .. } => source.is_transient(),
+            PrecomputeError::Cache(CacheError::Store { source, .. })
+            | PrecomputeError::GenePack(GenePackError::Cache(CacheError::Store {
+                source, ..
+            }))
+            | PrecomputeError::Scratch(ScratchError { source, .. }) => store(source),
+            PrecomputeError::Worker(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Totals of one phase of a run.
+#[derive(Debug, Default, Clone)]
+pub struct PhaseSummary {
+    /// Tasks run.
+    pub tasks: u64,
+    /// Tasks that wrote their output.
+    pub written: u64,
+    /// Bytes written.
+    pub bytes_written: u64,
+    /// Wall time of the phase.
+    pub elapsed: Duration,
+    /// Whether the phase was skipped because its outputs were complete.
+    pub skipped: bool,
 }
 
 /// What one run did.
 #[derive(Debug, Default, Clone)]
 pub struct PrecomputeSummary {
-    /// Artifacts written by this run.
+    /// Artifacts written by this run (the gene pack counts as one).
     pub written: u64,
     /// Artifacts already present (skipped).
     pub skipped: u64,
     /// Artifacts the reference itself refuses for this atlas (e.g. too many categories),
     /// with the reason; they are answered with the same error at request time.
     pub refused: Vec<(String, String)>,
-    /// Gzip bytes written to the cache (artifacts + gene pack).
+    /// Bytes written to the cache (artifacts + gene pack).
     pub bytes_written: u64,
     /// Genes in the pack (0 when the pack already existed).
     pub genes_packed: u64,
     /// Whether the gene pack already existed.
     pub gene_pack_existed: bool,
+    /// Per phase, in run order.
+    pub phases: BTreeMap<usize, (PhaseName, PhaseSummary)>,
     /// Wall time.
     pub elapsed: Duration,
 }
@@ -147,11 +207,75 @@ pub fn artifact_list(dataset: &Dataset) -> Vec<Artifact> {
     list
 }
 
-fn bar(multi: &MultiProgress, len: u64, phase: &str, unit: &str) -> ProgressBar {
+/// The plan of `dataset` for a deployment serving `quantize` under `/strict`: the one stored
+/// in the cache under `fingerprint` (and [`plan_key`]`(quantize)`) if there is one, else a new
+/// one, stored create-only (two planners racing store the same bytes; the loser uses the
+/// winner's).
+pub async fn load_or_make_plan(
+    dataset: &Dataset,
+    cache: &ArtifactCache,
+    fingerprint: &str,
+    limits: PlanLimits,
+    quantize: Option<QuantBits>,
+) -> Result<Plan, PrecomputeError> {
+    if let Some(stored) = load_plan(cache, fingerprint, quantize).await? {
+        return Ok(stored);
+    }
+    let artifacts = PlanArtifacts {
+        seed: artifact_list(dataset)
+            .iter()
+            .map(Artifact::cache_key)
+            .collect(),
+        strict: crate::protocol::strict::precompute::artifact_list(dataset, quantize)
+            .iter()
+            .map(|a| a.cache_key())
+            .collect(),
+        quantize,
+    };
+    let plan = make_plan(dataset, fingerprint, artifacts, limits).await?;
+    let body = bytes::Bytes::from(plan.to_json().into_bytes());
+    if cache
+        .put_plain(fingerprint, &plan_key(quantize), body, "application/json")
+        .await?
+        == PutOutcome::AlreadyPresent
+        && let Some(stored) = load_plan(cache, fingerprint, quantize).await?
+    {
+        return Ok(stored);
+    }
+    Ok(plan)
+}
+
+/// The plan for `quantize` stored under `fingerprint`, if any.
+pub async fn load_plan(
+    cache: &ArtifactCache,
+    fingerprint: &str,
+    quantize: Option<QuantBits>,
+) -> Result<Option<Plan>, PrecomputeError> {
+    let key = plan_key(quantize);
+    let Some(bytes) = cache.get(fingerprint, &key).await? else {
+        return Ok(None);
+    };
+    let plan = Plan::from_json(&bytes)?;
+    if plan.quantize() != quantize {
+        return Err(PlanError::Stored(format!(
+            "`{key}` is a plan for quantisation {:?}, not {quantize:?}",
+            plan.quantize
+        ))
+        .into());
+    }
+    if plan.fingerprint != fingerprint {
+        return Err(PrecomputeError::StaleFingerprint {
+            planned: plan.fingerprint,
+            actual: fingerprint.to_string(),
+        });
+    }
+    Ok(Some(plan))
+}
+
+fn bar(multi: &MultiProgress, len: u64, phase: &str) -> ProgressBar {
     let bar = multi.add(ProgressBar::new(len));
-    let template = format!(
-        "{{prefix:>10}} [{{elapsed_precise}}] {{bar:32}} {{pos}}/{{len}} {unit} ({{eta}}) {{msg}}"
-    );
+    let template =
+        "{prefix:>10} [{elapsed_precise}] {bar:32} {pos}/{len} tasks ({eta}) {msg}".to_string();
     if let Ok(style) = ProgressStyle::with_template(&template) {
         bar.set_style(style);
     }
@@ -159,7 +283,141 @@ fn bar(multi: &MultiProgress, len: u64, phase: &str, unit: &str) -> ProgressBar 
     bar
 }
 
-/// Build every artifact of `dataset` into `cache` under `fingerprint`.
+/// Whether the outputs of `phase` are all present, so its tasks need not run (and, for
+/// `transpose`, no scratch shards are needed).
+async fn phase_complete(
+    env: &TaskEnv,
+    phase: PhaseName,
+    pack_done: bool,
+) -> Result<bool, PrecomputeError> {
+    Ok(match phase {
+        PhaseName::Artifacts | PhaseName::Ranges | PhaseName::Strict => false,
+        PhaseName::Index | PhaseName::Cleanup => pack_done,
+        PhaseName::Pack => pack_done,
+        PhaseName::Transpose => {
+            if pack_done {
+                return Ok(true);
+            }
+            let fp = &env.plan.fingerprint;
+            let blocks = env.plan.gene_blocks().count();
+            let missing = futures::stream::iter(0..blocks)
+                .map(|b| async move { env.cache.exists(fp, &block_key(b)).await })
+                .buffered(16)
+                .any(|present| async move { !matches!(present, Ok(true)) })
+                .await;
+            !missing
+        }
+    })
+}
+
+/// Run the phases of `plan` named in `phases` in order, `jobs` tasks at a time.
+async fn run_phases(
+    env: &TaskEnv,
+    phases: &[PhaseName],
+    jobs: usize,
+    progress: &MultiProgress,
+    summary: &mut PrecomputeSummary,
+) -> Result<(), PrecomputeError> {
+    let fp = &env.plan.fingerprint;
+    let pack_done = env.cache.exists(fp, PACK_INDEX).await?;
+    summary.gene_pack_existed = pack_done;
+    for (i, phase) in env.plan.phases.iter().enumerate() {
+        if !phases.contains(&phase.name) {
+            continue;
+        }
+        let started = Instant::now();
+        let mut totals = PhaseSummary {
+            tasks: phase.tasks,
+            ..PhaseSummary::default()
+        };
+        if phase_complete(env, phase.name, pack_done).await? {
+            totals.skipped = true;
+            summary.phases.insert(i, (phase.name, totals));
+            continue;
+        }
+        let pb = bar(progress, phase.tasks, phase.name.as_str());
+        let mut reports = futures::stream::iter(0..phase.tasks)
+            .map(|task| run_task(env, phase.name, task))
+            .buffer_unordered(jobs.max(1));
+        while let Some(report) = reports.next().await {
+            let report: TaskReport = report?;
+            pb.inc(1);
+            pb.set_message(report.output.clone());
+            if report.outcome == TaskOutcome::Written {
+                totals.written += 1;
+                totals.bytes_written += report.bytes_written;
+            }
+            match (phase.name, report.outcome) {
+                (PhaseName::Artifacts | PhaseName::Strict, TaskOutcome::Written) => {
+                    summary.written += 1;
+                    summary.bytes_written += report.bytes_written;
+                }
+                (PhaseName::Artifacts | PhaseName::Strict, TaskOutcome::AlreadyDone) => {
+                    summary.skipped += 1
+                }
+                (PhaseName::Artifacts | PhaseName::Strict, TaskOutcome::Refused) => summary
+                    .refused
+                    .push((report.output, report.reason.unwrap_or_default())),
+                (PhaseName::Pack | PhaseName::Index | PhaseName::Ranges, TaskOutcome::Written) => {
+                    summary.bytes_written += report.bytes_written;
+                }
+                _ => {}
+            }
+        }
+        pb.finish_with_message("done");
+        totals.elapsed = started.elapsed();
+        tracing::info!(
+            target: "cellucid_edge::precompute",
+            phase = phase.name.as_str(),
+            tasks = phase.tasks,
+            written = totals.written,
+            bytes = totals.bytes_written,
+            seconds = totals.elapsed.as_secs_f64(),
+            "phase done"
+        );
+        summary.phases.insert(i, (phase.name, totals));
+    }
+    if !pack_done && env.cache.exists(fp, PACK_INDEX).await? {
+        summary.written += 1;
+        summary.genes_packed = env.plan.atlas.genes;
+    } else if pack_done {
+        summary.skipped += 1;
+    }
+    Ok(())
+}
+
+/// A task environment for a run in this process: the plan (stored or new) and a private
+/// scratch directory.
+pub async fn local_env(
+    dataset: Arc<Dataset>,
+    cache: &ArtifactCache,
+    fingerprint: &str,
+    options: &PrecomputeOptions,
+) -> Result<TaskEnv, PrecomputeError> {
+    let plan = load_or_make_plan(
+        &dataset,
+        cache,
+        fingerprint,
+        options.limits,
+        options.strict.quantize,
+    )
+    .await?;
+    let scratch =
+        Scratch::private(&options.spill_dir).map_err(|source| PrecomputeError::ScratchDir {
+            dir: options.spill_dir.display().to_string(),
+            source,
+        })?;
+    Ok(TaskEnv {
+        dataset,
+        cache: cache.clone(),
+        scratch,
+        plan: Arc::new(plan),
+        priority: options.priority,
+    })
+}
+
+/// Build every artifact of `dataset` into `cache` under `fingerprint`: the whole plan, in this
+/// process.
 pub async fn precompute(
     dataset: Arc<Dataset>,
     cache: &ArtifactCache,
@@ -168,74 +426,16 @@ pub async fn precompute(
     progress: &MultiProgress,
 ) -> Result<PrecomputeSummary, PrecomputeError> {
     let started = Instant::now();
-    let jobs = options.jobs.max(1);
+    let env = local_env(dataset, cache, fingerprint, options).await?;
     let mut summary = PrecomputeSummary::default();
-
-    // Phase 1: artifacts.
-    let artifacts = artifact_list(&dataset);
-    let pb = bar(progress, artifacts.len() as u64, "artifacts", "artifacts");
-    let written = AtomicU64::new(0);
-    let bytes = AtomicU64::new(0);
-    let results: Vec<(String, Result<PutOutcome, String>)> =
-        futures::stream::iter(artifacts.into_iter().map(|artifact| {
-            let dataset = dataset.clone();
-            let pb = pb.clone();
-            let (written, bytes) = (&written, &bytes);
-            async move {
-                let key = artifact.cache_key();
-                let outcome =
-                    build_artifact(&dataset, cache, fingerprint, &artifact, written, bytes).await;
-                pb.inc(1);
-                pb.set_message(key.clone());
-                (key, outcome)
-            }
-        }))
-        .buffer_unordered(jobs)
-        .collect()
-        .await;
-    pb.finish_with_message("done");
-    for (key, result) in results {
-        match result {
-            Ok(PutOutcome::Written) => {}
-            Ok(PutOutcome::AlreadyPresent) => summary.skipped += 1,
-            Err(reason) => summary.refused.push((key, reason)),
-        }
-    }
-    summary.written = written.load(Ordering::Relaxed);
-    summary.bytes_written = bytes.load(Ordering::Relaxed);
-
-    // Phase 1b — strict profile hook (#14): the strict-only documents, weights and quantised
-    // obs payloads (everything else the strict profile serves is the seed's, built above).
-    let strict = crate::protocol::strict::precompute::build(
-        dataset.clone(),
-        cache,
-        fingerprint,
-        &options.strict,
-        jobs,
-    )
-    .await?;
-    summary.written += strict.written;
-    summary.skipped += strict.skipped;
-    summary.bytes_written += strict.bytes_written;
-    summary.refused.extend(strict.refused);
-
-    // Phase 2: the gene-major pack.
-    if cache.exists(fingerprint, PACK_INDEX).await? {
-        summary.gene_pack_existed = true;
-        summary.skipped += 1;
-    } else {
-        let packed = build_gene_pack(&dataset, cache, fingerprint, options, progress).await?;
-        summary.genes_packed = dataset.n_genes();
-        summary.bytes_written += packed;
-        summary.written += 1;
-    }
+    run_phases(&env, &PhaseName::ALL, options.jobs, progress, &mut summary).await?;
     summary.elapsed = started.elapsed();
     Ok(summary)
 }
 
 /// Build only the gene-major pack of `dataset` (no progress display), unless it exists; `true`
-/// when this call wrote it. Used by a server that memoises a small CSR X on first use instead
-/// of scanning X for every gene (see `AppConfig::gene_pack_on_demand`).
+/// when this call wrote it. Used by a server that memoises a CSR X on first use instead of
+/// scanning X for every gene (see `AppConfig::gene_pack_on_demand`).
 pub async fn build_gene_pack_on_demand(
     dataset: Arc<Dataset>,
     cache: &ArtifactCache,
@@ -245,126 +445,16 @@ pub async fn build_gene_pack_on_demand(
     if cache.exists(fingerprint, PACK_INDEX).await? {
         return Ok(false);
     }
+    // The server answers requests meanwhile: the build gets the CPU they leave.
+    let options = PrecomputeOptions {
+        priority: super::background::Priority::Background,
+        ..options.clone()
+    };
+    let env = local_env(dataset, cache, fingerprint, &options).await?;
     let hidden = MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
-    build_gene_pack(&dataset, cache, fingerprint, options, &hidden).await?;
-    Ok(true)
-}
-
-/// Compute, gzip and store one artifact unless present. A refusal by the reference's rules
-/// (a 4xx at request time) is reported, not fatal; store failures are errors.
-async fn build_artifact(
-    dataset: &Dataset,
-    cache: &ArtifactCache,
-    fingerprint: &str,
-    artifact: &Artifact,
-    written: &AtomicU64,
-    bytes: &AtomicU64,
-) -> Result<PutOutcome, String> {
-    let key = artifact.cache_key();
-    match cache.exists(fingerprint, &key).await {
-        Ok(true) => return Ok(PutOutcome::AlreadyPresent),
-        Ok(false) => {}
-        Err(e) => return Err(e.to_string()),
-    }
-    let body = artifact.compute(dataset).await.map_err(|e| e.to_string())?;
-    let gzipped = tokio::task::spawn_blocking(move || gzip(&body))
-        .await
-        .map_err(|e| e.to_string())?;
-    let len = gzipped.len() as u64;
-    let outcome = cache
-        .put(fingerprint, &key, gzipped, artifact.kind().content_type())
-        .await
-        .map_err(|e| e.to_string())?;
-    if outcome == PutOutcome::Written {
-        written.fetch_add(1, Ordering::Relaxed);
-        bytes.fetch_add(len, Ordering::Relaxed);
-    }
-    Ok(outcome)
-}
-
-/// Build the gene pack; returns the packed bytes.
-async fn build_gene_pack(
-    dataset: &Arc<Dataset>,
-    cache: &ArtifactCache,
-    fingerprint: &str,
-    options: &PrecomputeOptions,
-    progress: &MultiProgress,
-) -> Result<u64, PrecomputeError> {
-    let n_genes = dataset.n_genes();
-    let jobs = options.jobs.max(1);
-    let mut writer = GenePackWriter::new(cache, fingerprint);
-    match &dataset.layout().x {
-        MatrixMeta::Csr(meta) => {
-            let plan = SpillPlan::new(
-                dataset.n_cells(),
-                n_genes,
-                options.memory_budget / jobs as u64,
-                &options.spill_dir,
-            )
-            .map_err(|source| PrecomputeError::Spill {
-                dir: options.spill_dir.display().to_string(),
-                source,
-            })?;
-            tracing::info!(
-                target: "cellucid_edge::precompute",
-                genes_per_block = plan.genes_per_block(),
-                blocks = plan.n_blocks(),
-                "bucketing CSR X ({} stored values) into gene blocks",
-                meta.nnz
-            );
-            let pb = bar(progress, meta.nnz, "bucket X", "values");
-            bucket_rows(
-                dataset.store(),
-                meta,
-                &plan,
-                options.row_block_nnz,
-                jobs,
-                &pb,
-            )
-            .await?;
-            pb.finish_with_message("done");
-            let pb = bar(progress, n_genes, "genes", "genes");
-            let plan = Arc::new(plan);
-            let mut blocks = futures::stream::iter(0..plan.n_blocks())
-                .map(|block| {
-                    let plan = plan.clone();
-                    tokio::task::spawn_blocking(move || densify_block(&plan, block))
-                })
-                .buffered(jobs);
-            while let Some(joined) = blocks.next().await {
-                let gzipped = joined.map_err(|e| PrecomputeError::Worker(e.to_string()))??;
-                for body in gzipped {
-                    writer.push(&body).await?;
-                    pb.inc(1);
-                }
-            }
-            pb.finish_with_message("done");
-        }
-        _ => {
-            // CSC, dense or absent X: a column is one bounded read.
-            let pb = bar(progress, n_genes, "genes", "genes");
-            let mut columns = futures::stream::iter(0..n_genes as usize)
-                .map(|gene| {
-                    let dataset = dataset.clone();
-                    async move {
-                        let body = dataset.gene_values(gene).await.map_err(|source| {
-                            PrecomputeError::Compute {
-                                artifact: format!("var/{gene}.values.f32"),
-                                source,
-                            }
-                        })?;
-                        tokio::task::spawn_blocking(move || gzip(&body))
-                            .await
-                            .map_err(|e| PrecomputeError::Worker(e.to_string()))
-                    }
-                })
-                .buffered(jobs);
-            while let Some(body) = columns.try_next().await? {
-                writer.push(&body).await?;
-                pb.inc(1);
-            }
-            pb.finish_with_message("done");
-        }
-    }
-    Ok(writer.finish(cache, fingerprint).await?)
+    let mut summary = PrecomputeSummary::default();
+    // The private scratch goes with `env`: no cleanup phase, so the index is the last write.
+    let phases = [PhaseName::Transpose, PhaseName::Pack, PhaseName::Index];
+    run_phases(&env, &phases, options.jobs, &hidden, &mut summary).await?;
+    Ok(summary.genes_packed > 0)
 }

@@ -85,18 +85,13 @@ pub async fn run(args: ConvertArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     if let Some(cache) = args.precompute {
-        // The precompute subcommand's own defaults (jobs, memory budget, row block size).
-        super::precompute::run(super::precompute::PrecomputeArgs {
-            store: args.output,
+        // The precompute subcommand's own defaults.
+        super::precompute::run(super::precompute::PrecomputeArgs::whole_run(
+            args.output,
             cache,
-            jobs: 2,
-            memory_mb: 512,
-            row_block_nnz: 4 << 20,
-            spill_dir: None,
-            quiet: args.quiet,
-            quantize: None,
-            atlas: args.atlas,
-        })
+            args.quiet,
+            args.atlas,
+        ))
         .await
         .context("precomputing the converted store")?;
     }

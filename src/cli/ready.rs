@@ -1,14 +1,12 @@
-//! `cellucid-edge ready`: write a Cellucid-ready copy of an atlas (protocol-0.9.md §4), and the
-//! `serve --ready` wiring that serves such a copy under `/v0.9`.
+//! `cellucid-edge ready`: write a Cellucid-ready copy of an atlas (protocol-0.9.md §4), which
+//! `serve --ready` serves under `/v0.9`.
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
 
-use cellucid_edge::http::App;
 use cellucid_edge::store::ReadMetrics;
-use cellucid_edge::v09::host::HostCheck;
 
 use super::AtlasArgs;
 
@@ -68,15 +66,4 @@ pub async fn run(args: ReadyArgs) -> anyhow::Result<()> {
         args.store, args.out
     );
     Ok(())
-}
-
-/// The App of `serve`, with its 0.9 front-end configured (Host rule, `--ready` store).
-pub async fn with_protocol_09(
-    app: App,
-    ready: Option<&str>,
-    host_check: Option<HostCheck>,
-) -> anyhow::Result<App> {
-    cellucid_edge::v09::configure_local(app, ready, host_check)
-        .await
-        .with_context(|| format!("opening the 0.9 store {}", ready.unwrap_or("(catalogue)")))
 }

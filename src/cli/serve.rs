@@ -7,8 +7,9 @@ use anyhow::Context;
 use clap::Args;
 
 use cellucid_edge::cache::ArtifactCache;
-use cellucid_edge::catalog::Catalog;
-use cellucid_edge::http::{App, AppConfig, CorsPolicy, ServerIdentity};
+use cellucid_edge::http::{CorsPolicy, ServerIdentity};
+use cellucid_edge::service::host::HostCheck;
+use cellucid_edge::service::{Config, Service};
 use cellucid_edge::share::ShareSecret;
 use cellucid_edge::store::ReadMetrics;
 
@@ -36,6 +37,10 @@ pub struct ServeArgs {
     /// and written back to it, and genes are served from the gene-major pack `precompute` builds.
     #[arg(long, env = "CELLUCID_CACHE_URL")]
     pub cache: Option<String>,
+    /// Keep no cache: without `--cache`, a local store otherwise caches what it computes (and
+    /// the gene-major pack) in the user cache directory, across restarts.
+    #[arg(long, conflicts_with = "cache")]
+    pub no_cache: bool,
     /// With `--cache` but no gene pack there yet, do not build the pack in the background on the
     /// first gene request (a CSR X small enough to scan is otherwise transposed once and
     /// memoised into the cache prefix; larger X always needs `precompute`).
@@ -52,8 +57,8 @@ pub struct ServeArgs {
     /// copy written by `cellucid-edge ready`, or an `.h5ad` / `.zarr.zip` of the same atlas.
     #[arg(long, value_name = "URL", env = "CELLUCID_READY_URL")]
     pub ready: Option<String>,
-    /// Host names (a reverse proxy's) accepted in `Host` by the 0.9 protocol on any port; a
-    /// loopback bind otherwise answers 421 to any Host but this server's (DNS-rebinding guard).
+    /// Host names (a reverse proxy's) accepted in `Host` on any port; a loopback bind otherwise
+    /// answers 421 to any host but this server's, on every route (DNS-rebinding guard).
     #[arg(long = "allowed-host", value_name = "NAME", value_delimiter = ',')]
     pub allowed_hosts: Vec<String>,
     /// Strict profile (/strict, #14): serve gene and continuous obs values quantised to 8 or
@@ -68,59 +73,97 @@ fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
     cellucid_edge::share::parse_validity(text)
 }
 
+impl ServeArgs {
+    /// The default local cache directory, used for a local store served without `--cache`
+    /// or `--no-cache` (fast by default: artifacts and the gene pack survive restarts).
+    fn default_cache(&self) -> Option<std::path::PathBuf> {
+        if self.cache.is_some() || self.no_cache {
+            return None;
+        }
+        let store = self.store.as_deref()?;
+        let local = cellucid_edge::store::open_store_url(store).ok()?.is_local;
+        local
+            .then(cellucid_edge::cache::local::default_cache_dir)
+            .flatten()
+    }
+
+    /// The service configuration these flags describe, for a server bound to `port`.
+    fn config(&self, port: u16) -> anyhow::Result<Config> {
+        let share = match &self.share_secret_env {
+            Some(var) => Some(ShareSecret::from_env(var)?),
+            None => None,
+        };
+        let cache_url = self
+            .cache
+            .clone()
+            .or_else(|| self.default_cache().map(|d| d.display().to_string()));
+        let cache = match &cache_url {
+            Some(url) => Some(ArtifactCache::new(
+                &open_cache_url(url).with_context(|| format!("opening cache {url}"))?,
+                Arc::new(ReadMetrics::default()),
+            )),
+            None => None,
+        };
+        Ok(Config {
+            data_url: self.store.clone(),
+            ready_url: self.ready.clone(),
+            dataset: self.atlas.options(),
+            cache,
+            cors: CorsPolicy::from_list(&self.cors),
+            share,
+            host_rule: HostCheck::for_bind(self.host, port, &self.allowed_hosts),
+            identity: ServerIdentity {
+                host: self.host.to_string(),
+                port,
+            },
+            request_timeout: self.request_timeout,
+            memory_cache_bytes: self.memory_cache_bytes,
+            gene_pack_on_demand: !self.no_pack_on_demand,
+            strict: cellucid_edge::protocol::strict::StrictConfig {
+                quantize: self.quantize,
+            },
+            ..Config::default()
+        })
+    }
+}
+
 /// Run the server until Ctrl-C.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let share = match &args.share_secret_env {
-        Some(var) => Some(ShareSecret::from_env(var)?),
-        None => None,
-    };
-    let private = share.is_some();
-    let location = super::open_location(args.store.as_deref()).await?;
-    let shown = location.display.clone();
-    let metrics = Arc::new(ReadMetrics::default());
-    let catalog = Catalog::open(location, &args.atlas.options(), metrics)
-        .await
-        .with_context(|| format!("opening {shown}"))?;
+    // The secret is checked before anything is opened or bound.
+    if let Some(var) = &args.share_secret_env {
+        ShareSecret::from_env(var)?;
+    }
+    let private = args.share_secret_env.is_some();
     let listener = cellucid_edge::serve::bind(SocketAddr::new(args.host, args.port))
         .await
         .with_context(|| format!("binding {}:{}", args.host, args.port))?;
     let local = listener.local_addr()?;
-    let cache = match &args.cache {
-        Some(url) => Some(ArtifactCache::new(
-            &open_cache_url(url).with_context(|| format!("opening cache {url}"))?,
-            Arc::new(ReadMetrics::default()),
-        )),
-        None => None,
-    };
-    let config = AppConfig {
-        cors: CorsPolicy::from_list(&args.cors),
-        memory_cache_bytes: args.memory_cache_bytes,
-        cache,
-        identity: ServerIdentity {
-            host: args.host.to_string(),
-            port: local.port(),
-        },
-        share,
-        request_timeout: args.request_timeout,
-        gene_pack_on_demand: !args.no_pack_on_demand,
-        strict: cellucid_edge::protocol::strict::StrictConfig {
-            quantize: args.quantize,
-        },
-    };
-    let app = super::ready::with_protocol_09(
-        App::new(catalog, config),
-        args.ready.as_deref(),
-        cellucid_edge::v09::host::HostCheck::for_bind(args.host, local.port(), &args.allowed_hosts),
-    )
-    .await?;
-    let app = Arc::new(app);
+    let config = args.config(local.port())?;
+    let shown = args
+        .store
+        .clone()
+        .unwrap_or_else(|| "the demo atlas".into());
+    let service = Service::open(config)
+        .await
+        .with_context(|| format!("opening {shown}"))?;
+    let service = Arc::new(service);
+    let catalog = service.catalog();
+    if let (Some(dir), Some(cache)) = (args.default_cache(), &service.config().cache) {
+        eprintln!(
+            "cache:       {} (default for local stores: kept across restarts; --no-cache turns it \
+             off)",
+            dir.display()
+        );
+        cellucid_edge::cache::local::spawn_warm_up(catalog.datasets().to_vec(), cache.clone());
+        service.mounts().seed().warm_gene_packs().await;
+    }
     let host = if args.host.is_unspecified() {
         "127.0.0.1".to_string()
     } else {
         args.host.to_string()
     };
     let base = format!("http://{host}:{}", local.port());
-    for ds in app.catalog().datasets() {
+    for ds in catalog.datasets() {
         eprintln!(
             "serving `{}` ({} cells, {} genes) from {shown}",
             ds.name(),
@@ -137,12 +180,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
     } else {
         // One link per viewer generation (#14): root, /strict, /v0.9.
-        let v09_bases = app.protocol_09().map(|v09| v09.base_paths());
-        for link in cellucid_edge::links::viewer_links(&base, app.catalog(), v09_bases.as_deref()) {
+        let v09_bases = service.mounts().v09().base_paths();
+        for link in cellucid_edge::links::viewer_links(&base, &catalog, Some(&v09_bases)) {
             println!("{}", link.line());
         }
-    }
-    if app.protocol_09().is_some() && !private {
+        for (id, path) in &v09_bases {
+            println!("0.9 base URL ({id}): {base}{path}");
+        }
         eprintln!(
             "note: the 0.9 link is unverified: whether the hosted viewer accepts ?remote= for the \
              0.9 protocol could not be checked (protocol-0.9.md §7); cellucid 0.9.5 itself opens \
@@ -154,7 +198,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
          collaborators serve over https (e.g. the Lambda deployment in infra/)."
     );
     eprintln!("press Ctrl-C to stop");
-    cellucid_edge::serve::serve_until(listener, app, async {
+    cellucid_edge::serve::serve_until(listener, service, async {
         let _ = tokio::signal::ctrl_c().await;
         eprintln!("shutting down");
     })

@@ -20,7 +20,7 @@ impl Default for CorsPolicy {
 
 impl CorsPolicy {
     /// Build from a list: `*` allows every origin; `default` keeps the built-in list
-    /// (localhost, 127.0.0.1, https://www.cellucid.com, https://*.cellucid.com); other entries
+    /// (localhost, 127.0.0.1, `https://www.cellucid.com`, `https://*.cellucid.com`); other entries
     /// are exact origins (`https://viewer.example.org`). An empty list means the defaults.
     pub fn from_list<S: AsRef<str>>(items: &[S]) -> Self {
         if items.is_empty() {

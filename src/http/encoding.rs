@@ -1,10 +1,6 @@
 //! Content negotiation: `Accept-Encoding` with q-values, and gzip compression.
 
-use std::io::Write;
-
 use bytes::Bytes;
-use flate2::Compression;
-use flate2::write::GzEncoder;
 
 /// Whether an `Accept-Encoding` header value accepts gzip (RFC 9110 §12.5.3: `gzip;q=0`
 /// refuses it; `*` with q > 0 accepts it unless gzip is listed explicitly).
@@ -38,22 +34,10 @@ pub fn accepts_gzip(header: Option<&str>) -> bool {
     }
 }
 
-/// Bodies at least this large are compressed at level 1 instead of 6.
-const FAST_GZIP_FROM: usize = 4 << 20;
-
-/// gzip at level 6, like the reference; level 1 from [`FAST_GZIP_FROM`] bytes. The large bodies
-/// are float coordinates and cell indices (points, edges, vectors, dense genes of big atlases),
-/// which level 6 shrinks by only a few percent more at twice the time (1M-cell `edges.dst.bin`:
-/// 45 MB in, ~35 MB out either way). The decoded bytes are the same at every level.
+/// gzip by the server's one policy ([`crate::cache::gzip`]: the same bytes whether a body is
+/// computed here, memoised in the cache prefix or packed by `precompute`).
 pub fn gzip(body: &[u8]) -> Bytes {
-    let level = if body.len() >= FAST_GZIP_FROM { 1 } else { 6 };
-    let mut encoder = GzEncoder::new(
-        Vec::with_capacity(body.len() / 2 + 64),
-        Compression::new(level),
-    );
-    // Writing into a Vec cannot fail.
-    let _ = encoder.write_all(body);
-    Bytes::from(encoder.finish().unwrap_or_default())
+    crate::cache::gzip::gzip(body)
 }
 
 #[cfg(test)]

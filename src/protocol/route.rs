@@ -126,22 +126,25 @@ pub fn decode_path(raw: &str) -> Result<String, PathError> {
         return Err(PathError::TooLong);
     }
     let path = raw.split(['?', '#']).next().unwrap_or_default();
-    let bytes = path.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3).ok_or(PathError::BadEncoding)?;
-            let text = std::str::from_utf8(hex).map_err(|_| PathError::BadEncoding)?;
-            let value = u8::from_str_radix(text, 16).map_err(|_| PathError::BadEncoding)?;
-            out.push(value);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
+    if !escapes_are_well_formed(path) {
+        return Err(PathError::BadEncoding);
     }
-    String::from_utf8(out).map_err(|_| PathError::NotUtf8)
+    percent_encoding::percent_decode_str(path)
+        .decode_utf8()
+        .map(std::borrow::Cow::into_owned)
+        .map_err(|_| PathError::NotUtf8)
+}
+
+/// Whether every `%` of `path` starts a `%XX` escape (the decoder itself leaves malformed
+/// escapes as they are; the seed protocol refuses them).
+fn escapes_are_well_formed(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    bytes.iter().enumerate().all(|(i, &b)| {
+        b != b'%'
+            || bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    })
 }
 
 fn strip_gz(path: &str) -> (&str, bool) {

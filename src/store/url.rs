@@ -11,6 +11,8 @@ use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::signer::Signer;
 
+use super::confined::{ConfinedStore, Scope};
+
 /// An opened store: a backend plus the prefix under which the atlas lives.
 #[derive(Clone, Debug)]
 pub struct StoreLocation {
@@ -31,7 +33,17 @@ pub struct StoreLocation {
 
 impl StoreLocation {
     /// A location for a child prefix of this one (e.g. one atlas inside a catalogue root).
+    /// A local child is its own store, confined to its own resolved path (a catalogue may hold
+    /// symlinks to atlases kept elsewhere; nothing inside an atlas may lead out of it).
     pub fn child(&self, segment: &str) -> StoreLocation {
+        if self.is_local {
+            let display = format!("{}/{}", self.display.trim_end_matches('/'), segment);
+            let path = display.strip_prefix("file://").unwrap_or(&display);
+            if let Ok(mut child) = open_local(path, &display) {
+                child.name = segment.to_string();
+                return child;
+            }
+        }
         StoreLocation {
             store: self.store.clone(),
             prefix: self.prefix.clone().join(segment),
@@ -180,8 +192,14 @@ fn open_local(path: &str, url: &str) -> Result<StoreLocation, StoreUrlError> {
         path: path.to_string(),
         reason: e.to_string(),
     })?;
+    // Every read resolves symlinks and is refused outside the store (a directory, or the file).
+    let scope = if canonical.is_file() {
+        Scope::File(canonical.clone())
+    } else {
+        Scope::Dir(canonical.clone())
+    };
     Ok(StoreLocation {
-        store: Arc::new(store),
+        store: Arc::new(ConfinedStore::new(Arc::new(store), scope)),
         prefix,
         display: url.to_string(),
         // A file's extension is not part of the dataset name (`atlas.h5ad` → `atlas`).

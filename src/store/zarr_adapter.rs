@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use object_store::path::{Path, PathPart};
+use object_store::path::Path;
 use object_store::{GetOptions, GetRange, GetResult, ObjectStore, ObjectStoreExt};
 use zarrs::storage::byte_range::{ByteRange, ByteRangeIterator};
 use zarrs::storage::{
@@ -74,14 +74,7 @@ impl ObjectStoreZarr {
     /// `pct mito`, `名前` or `%%` are directory names as written); only `.`, `..` and control
     /// characters are escaped, so a key can never climb out of the prefix.
     pub fn object_path(&self, key: &str) -> Path {
-        let mut path = self.prefix.clone();
-        for part in key.split('/').filter(|p| !p.is_empty()) {
-            path = match PathPart::parse(part) {
-                Ok(verbatim) => path.join(verbatim),
-                Err(_) => path.join(part),
-            };
-        }
-        path
+        super::join_key(&self.prefix, key)
     }
 
     /// The metrics this adapter records into.

@@ -1,49 +1,48 @@
-//! The Cellucid **0.9** protocol front-end (`shared/docs/protocol-0.9.md`): the raw AnnData
-//! store served to the browser with single-range reads, strong ETags and 304s, beside the seed
-//! 0.0.9 protocol.
+//! The Cellucid **0.9** protocol (`shared/docs/protocol-0.9.md`): the raw AnnData store served
+//! to the browser with single-range reads, strong ETags and 304s, beside the seed 0.0.9
+//! protocol.
 //!
 //! Both protocols come from one deployment: the seed stays at the origin root (the oldest
-//! viewer drops path prefixes) and this front-end is mounted under [`BASE_PATH`] (`/v0.9`), so
-//! its base URL is `<origin>/v0.9` and its routes are `/v0.9/_cellucid/health|info|datasets`
-//! and `/v0.9/_cellucid/anndata/<id>.zarr/<key>` (or `<id>.h5ad`, `<id>.zarr.zip`). With several
-//! datasets each also has its own base URL `<origin>/v0.9/<id>` (a portable id never starts
-//! with `_`, so the two forms cannot collide).
+//! viewer drops path prefixes) and this protocol is mounted by the service's router under
+//! [`BASE_PATH`] (`/v0.9`), so its base URL is `<origin>/v0.9` and its routes are
+//! `/v0.9/_cellucid/health|info|datasets` and `/v0.9/_cellucid/anndata/<id>.zarr/<key>` (or
+//! `<id>.h5ad`, `<id>.zarr.zip`). With several datasets each also has its own base URL
+//! `<origin>/v0.9/<id>` (a portable id never starts with `_`, so the two forms cannot collide).
 //!
 //! Layers: [`range`] (Range/If-None-Match/If-Range as pure functions), [`keys`] (key and route
 //! validation), [`documents`] (JSON documents, portable ids, Python JSON formatting),
-//! [`host`] (the 421 rule), [`consolidate`] (synthesised consolidated metadata), [`source`]
-//! (one dataset over object storage: metadata, one ranged GET per range), and [`Frontend`]
-//! (routing and responses).
+//! [`consolidate`] (synthesised consolidated metadata), [`source`] (one dataset over object
+//! storage: metadata, one ranged GET per range), and [`Frontend`] (the protocol handler the
+//! router calls once the gate has admitted the request and the dataset is known).
 
 pub mod consolidate;
 pub mod documents;
-pub mod host;
 pub mod keys;
 pub mod range;
 pub mod ready;
 pub mod source;
 
+use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
 use crate::cache::ArtifactCache;
 use crate::catalog::Catalog;
+use crate::http::response::{empty, text};
 use crate::http::{CorsPolicy, ServerIdentity};
+use crate::service::{Admission, Body, Deliverable};
 use documents::{DatasetEntry, StoreKind, python_json};
-use host::HostCheck;
 use keys::{AnnDataRoute, is_valid_store_key, parse_anndata_route};
 use range::{Decision, decide};
-use source::{ByteStream, Lookup, ObjectInfo, Source, SourceError, SourceLocation};
+use source::{Lookup, ObjectInfo, Source, SourceError, SourceLocation};
 
-/// Where the 0.9 front-end is mounted on the origin.
+/// Where the 0.9 protocol is mounted on the origin.
 pub const BASE_PATH: &str = "/v0.9";
 
-/// Whether a request path (raw, before decoding) belongs to the 0.9 front-end.
+/// Whether a request path (raw, before decoding) belongs to the 0.9 protocol.
 pub fn is_v09_path(path: &str) -> bool {
     path == BASE_PATH || path.starts_with("/v0.9/")
 }
@@ -53,144 +52,94 @@ pub fn base_url(origin: &str) -> String {
     format!("{}{BASE_PATH}", origin.trim_end_matches('/'))
 }
 
-/// The App of a buffered transport (the Lambda): store-byte bodies above `max_body_bytes` are
-/// redirected to a presigned URL of the store object itself (S3), else answered 413, before
-/// anything is read. HEAD, 304 and 416 are always answered by the function (§5.1).
-pub fn for_buffered_transport(app: crate::http::App, max_body_bytes: usize) -> crate::http::App {
-    let Some(frontend) = app.protocol_09() else {
-        return app;
-    };
-    let config = FrontendConfig {
-        max_inline_body: Some(max_body_bytes as u64),
-        ..frontend.config().clone()
-    };
-    let frontend = frontend.with_config(config);
-    app.with_protocol_09(frontend)
-}
-
-/// Settings of the front-end.
-#[derive(Debug, Clone)]
+/// Settings of the 0.9 protocol itself (the HTTP rules around it are the service's).
+#[derive(Debug, Clone, Default)]
 pub struct FrontendConfig {
-    /// CORS allow-list (the reference's by default).
-    pub cors: CorsPolicy,
-    /// The Host rule (421), for a local server bound to loopback.
-    pub host_check: Option<HostCheck>,
-    /// `/_cellucid/info` host and port (a transport's [`ServerIdentity`] extension wins).
-    pub identity: ServerIdentity,
     /// Serve the notebook-channel `/_cellucid/protocol` document (off: 404, as a data-only
     /// server has no channel; §2.3).
     pub protocol_document: bool,
-    /// Largest store-byte body answered inline; larger GETs are redirected to a presigned URL
-    /// of the object when the backend can sign (S3), else answered 413. `None`: no limit
-    /// (a streaming transport).
-    pub max_inline_body: Option<u64>,
-    /// Lifetime of presigned redirect URLs.
-    pub presign_ttl: Duration,
 }
 
-impl Default for FrontendConfig {
-    fn default() -> Self {
-        FrontendConfig {
-            cors: CorsPolicy::default(),
-            host_check: None,
-            identity: ServerIdentity {
-                host: "127.0.0.1".into(),
-                port: 8765,
-            },
-            protocol_document: false,
-            max_inline_body: None,
-            presign_ttl: Duration::from_secs(3600),
-        }
-    }
-}
-
-/// A response body: buffered bytes, or a stream of known length from object storage.
-pub enum Body {
-    /// Nothing (HEAD, 304, redirects).
+/// Why a 0.9 front-end cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum FrontendError {
+    /// No dataset to serve.
+    #[error("the 0.9 protocol needs at least one dataset")]
     Empty,
-    /// In memory (documents, generated metadata, messages).
-    Bytes(Bytes),
-    /// Streamed from one ranged GET.
-    Stream(ByteStream),
+    /// Two datasets would share one 0.9 id (and one URL).
+    #[error(
+        "two atlases get the same 0.9 dataset id `{id}` ({first} and {second}); rename one of \
+         them (0.9 ids keep only ASCII letters, digits, `.`, `_` and `-`, and start with a \
+         letter or digit)"
+    )]
+    DuplicateId {
+        /// The id.
+        id: String,
+        /// The first atlas (its catalogue id or location).
+        first: String,
+        /// The second.
+        second: String,
+    },
+    /// The 0.9 store could not be opened.
+    #[error(transparent)]
+    Source(#[from] SourceError),
 }
 
-impl std::fmt::Debug for Body {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Body::Empty => f.write_str("Empty"),
-            Body::Bytes(b) => write!(f, "Bytes({})", b.len()),
-            Body::Stream(_) => f.write_str("Stream"),
-        }
-    }
-}
-
-impl Body {
-    /// Collect the body in memory (a transport that cannot stream). A stream that fails or
-    /// ends short yields `Err`; the transport must then not answer with a short body.
-    pub async fn collect(self) -> Result<Bytes, object_store::Error> {
-        match self {
-            Body::Empty => Ok(Bytes::new()),
-            Body::Bytes(b) => Ok(b),
-            Body::Stream(mut stream) => {
-                let mut out = BytesMut::new();
-                while let Some(chunk) = stream.next().await {
-                    out.extend_from_slice(&chunk?);
-                }
-                Ok(out.freeze())
-            }
-        }
-    }
-}
-
-/// Error of a streamed body (the connection is closed: never a short answer).
-pub type BodyError = object_store::Error;
-
-/// A [`Body`] as a hyper body: bytes in one frame, a store stream frame by frame.
-pub fn hyper_body(body: Body) -> http_body_util::combinators::UnsyncBoxBody<Bytes, BodyError> {
-    use http_body_util::BodyExt;
-    match body {
-        Body::Empty => http_body_util::Empty::new()
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-        Body::Bytes(b) => http_body_util::Full::new(b)
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-        Body::Stream(stream) => {
-            http_body_util::StreamBody::new(stream.map(|r| r.map(hyper::body::Frame::data)))
-                .boxed_unsync()
-        }
-    }
-}
-
-/// The 0.9 front-end: one or more datasets, each a [`Source`].
-#[derive(Debug)]
+/// The 0.9 protocol over one or more datasets, each a [`Source`].
+#[derive(Debug, Clone)]
 pub struct Frontend {
     sources: Vec<Arc<Source>>,
     config: FrontendConfig,
 }
 
 impl Frontend {
-    /// A front-end over `sources` (at least one; the first is served at the base URL).
-    pub fn new(sources: Vec<Arc<Source>>, config: FrontendConfig) -> Option<Self> {
+    /// A front-end over `sources` (at least one, ids unique; the first is served at the base
+    /// URL).
+    pub fn new(sources: Vec<Arc<Source>>, config: FrontendConfig) -> Result<Self, FrontendError> {
         if sources.is_empty() {
-            return None;
+            return Err(FrontendError::Empty);
         }
-        Some(Frontend { sources, config })
+        let mut seen: HashSet<&str> = HashSet::new();
+        for (i, s) in sources.iter().enumerate() {
+            if !seen.insert(s.id.as_str()) {
+                let first = sources
+                    .iter()
+                    .take(i)
+                    .find(|o| o.id == s.id)
+                    .map(|o| o.origin())
+                    .unwrap_or_default();
+                return Err(FrontendError::DuplicateId {
+                    id: s.id.clone(),
+                    first,
+                    second: s.origin(),
+                });
+            }
+        }
+        Ok(Frontend { sources, config })
     }
 
     /// The seed catalogue's Zarr folders served as 0.9 datasets. Ids: the seed's explicit
-    /// `dataset_id` when portable, else a portable id derived from the seed id.
-    /// `cache` + `fingerprint(id)` memoise synthesised metadata in the cache prefix.
+    /// `dataset_id` when portable, else a portable id derived from the seed id; two atlases
+    /// deriving the same id are an error. `cache` + `fingerprint(id)` memoise synthesised
+    /// metadata in the cache prefix. Sources already built for the same catalogue atlas (in
+    /// `reuse`) are kept, with their memoised metadata.
     pub fn from_catalog(
         catalog: &Catalog,
         cache: Option<&ArtifactCache>,
         fingerprint: impl Fn(&str) -> Option<String>,
         config: FrontendConfig,
-    ) -> Option<Self> {
+        reuse: &[Arc<Source>],
+    ) -> Result<Self, FrontendError> {
         let sources = catalog
             .datasets()
             .iter()
             .map(|ds| {
+                if let Some(found) = reuse
+                    .iter()
+                    .find(|s| s.catalog_id.as_deref() == Some(ds.id()))
+                {
+                    return found.clone();
+                }
                 let location = SourceLocation::from_location(
                     ds.store().location().clone(),
                     StoreKind::ZarrFolder,
@@ -205,27 +154,22 @@ impl Frontend {
                     .unwrap_or_else(|| documents::portable_id_from(ds.id()));
                 let name = documents::display_name_from(ds.name(), &id);
                 let cache = cache.and_then(|c| fingerprint(ds.id()).map(|fp| (c.clone(), fp)));
-                Arc::new(Source::new(
-                    id,
-                    name,
-                    location,
-                    documents::Counts {
-                        n_cells: Some(ds.n_cells()),
-                        n_genes: Some(ds.n_genes()),
-                    },
-                    cache,
-                ))
+                Arc::new(
+                    Source::new(
+                        id,
+                        name,
+                        location,
+                        documents::Counts {
+                            n_cells: Some(ds.n_cells()),
+                            n_genes: Some(ds.n_genes()),
+                        },
+                        cache,
+                    )
+                    .for_catalog_atlas(ds.id()),
+                )
             })
             .collect();
         Self::new(sources, config)
-    }
-
-    /// The same datasets with another configuration.
-    pub fn with_config(&self, config: FrontendConfig) -> Self {
-        Frontend {
-            sources: self.sources.clone(),
-            config,
-        }
     }
 
     /// The datasets served.
@@ -250,137 +194,54 @@ impl Frontend {
         out
     }
 
-    /// Answer a request whose path is under [`BASE_PATH`], buffering the body (the [`App`]'s
-    /// transports). Common headers (CORS, Cache-Control) included.
-    ///
-    /// [`App`]: crate::http::App
-    pub async fn handle_buffered<B>(&self, request: &Request<B>) -> Response<Bytes> {
-        let response = self.handle(request).await;
-        let (mut parts, body) = response.into_parts();
-        let bytes = match body.collect().await {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                tracing::warn!(target: "cellucid_edge::v09", "store read failed mid-body: {e}");
-                let mut r = text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "The data store failed while reading; retry",
-                );
-                let origin = origin_of(request.headers());
-                self.common_headers(r.headers_mut(), origin);
-                parts.status = r.status();
-                parts.headers = r.headers().clone();
-                return Response::from_parts(parts, r.into_body());
-            }
-        };
-        Response::from_parts(parts, bytes)
-    }
-
-    /// Answer a request whose path is under [`BASE_PATH`] (streaming body).
-    pub async fn handle<B>(&self, request: &Request<B>) -> Response<Body> {
-        let mut response = self.dispatch(request).await;
-        self.common_headers(response.headers_mut(), origin_of(request.headers()));
-        if request.method() == Method::HEAD {
-            *response.body_mut() = Body::Empty;
+    /// The dataset and route of a decoded path below [`BASE_PATH`] (leading `/` removed):
+    /// `<id>/<route>` (a dataset's own base URL) or `<route>` (the first dataset). `None`: an
+    /// unknown dataset id.
+    pub fn locate<'a>(&self, below: &'a str) -> Option<(&Arc<Source>, &'a str)> {
+        match below.split_once('/') {
+            Some((first, tail)) if !first.starts_with('_') => self
+                .sources
+                .iter()
+                .find(|s| s.id == first)
+                .map(|s| (s, tail.trim_start_matches('/'))),
+            _ => Some((&self.sources[0], below)),
         }
-        response
     }
 
-    fn common_headers(&self, headers: &mut HeaderMap, origin: Option<&str>) {
-        if let Some(origin) = origin
-            && self.config.cors.allows(origin)
-            && let Ok(v) = HeaderValue::from_str(origin)
-        {
-            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
-            headers.insert(header::VARY, HeaderValue::from_static("Origin"));
-        } else if self.config.cors.allows_any() {
-            headers.insert(
-                header::ACCESS_CONTROL_ALLOW_ORIGIN,
-                HeaderValue::from_static("*"),
-            );
-        }
-        headers.insert(
-            header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("GET, HEAD, OPTIONS"),
-        );
-        headers.insert(
-            header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("Content-Type, Range"),
-        );
-        headers.insert(
-            header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static(
-                "Accept-Ranges, Content-Encoding, Content-Length, Content-Range, ETag",
-            ),
-        );
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    }
-
-    async fn dispatch<B>(&self, request: &Request<B>) -> Response<Body> {
-        if let Some(check) = &self.config.host_check
-            && !check.allows(request.headers())
-        {
-            tracing::warn!(
-                target: "cellucid_edge::v09",
-                host = ?request.headers().get_all(header::HOST).iter().collect::<Vec<_>>(),
-                "Host header does not name this server (421)"
-            );
-            let mut r = text(
-                StatusCode::MISDIRECTED_REQUEST,
-                "Host header does not name this server",
-            );
+    /// The answer to a method the protocol does not route (§1.1): `OPTIONS` → 204, `POST` →
+    /// 405, anything else but GET/HEAD → 501, the last two closing the connection.
+    pub fn preflight<B>(request: &Request<B>) -> Option<Response<Body>> {
+        let close = |mut r: Response<Body>| {
             r.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            return r.map(Body::Bytes);
-        }
+            Some(r)
+        };
         match *request.method() {
-            Method::GET | Method::HEAD => {}
-            Method::OPTIONS => return empty(StatusCode::NO_CONTENT),
-            Method::POST => {
-                let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed");
-                r.headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                return r.map(Body::Bytes);
-            }
-            _ => {
-                let mut r = text(StatusCode::NOT_IMPLEMENTED, "Unsupported method");
-                r.headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                return r.map(Body::Bytes);
-            }
+            Method::GET | Method::HEAD => None,
+            Method::OPTIONS => Some(empty(StatusCode::NO_CONTENT)),
+            Method::POST => close(text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")),
+            _ => close(text(StatusCode::NOT_IMPLEMENTED, "Unsupported method")),
         }
-        let raw = request.uri().path();
-        let decoded = match percent_encoding::percent_decode_str(raw).decode_utf8() {
-            Ok(p) => p.into_owned(),
-            Err(_) => return not_found(raw),
-        };
-        let Some(rest) = decoded.strip_prefix(BASE_PATH) else {
-            return not_found(&decoded);
-        };
-        let rest = rest.trim_start_matches('/');
-        // `/v0.9/<id>/…` (a dataset's own base URL) or `/v0.9/…` (the first dataset).
-        let (source, route) = match rest.split_once('/') {
-            Some((first, tail)) if !first.starts_with('_') => {
-                match self.sources.iter().find(|s| s.id == first) {
-                    Some(s) => (s, tail.trim_start_matches('/')),
-                    None => return not_found(&decoded),
-                }
-            }
-            _ => (&self.sources[0], rest),
-        };
-        // A share token bound to one dataset opens only that one (like the seed protocol's).
-        if let Some(refusal) = crate::http::wrong_dataset_refusal(request, &source.id) {
-            return refusal.map(Body::Bytes);
-        }
-        let identity = request
-            .extensions()
-            .get::<ServerIdentity>()
-            .unwrap_or(&self.config.identity);
+    }
+
+    /// Answer `route` (below the dataset's base URL) of `source`. `shown` is the decoded
+    /// request path for messages. Store bytes stream from object storage (a deliverable
+    /// attached when the store can presign); over the transport's body limit they are not read
+    /// at all.
+    pub async fn serve<B>(
+        &self,
+        request: &Request<B>,
+        source: &Source,
+        route: &str,
+        shown: &str,
+        admission: &Admission,
+        identity: &ServerIdentity,
+    ) -> Response<Body> {
         match route {
             "" | "index.html" => text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Cellucid viewer UI unavailable",
-            )
-            .map(Body::Bytes),
+            ),
             "_cellucid/health" => json_response(&documents::health_document(
                 source.location.kind,
                 source.counts,
@@ -404,8 +265,8 @@ impl Frontend {
                 Err(e) => source_error(&e),
             },
             _ => match route.strip_prefix("_cellucid/anndata/") {
-                Some(rest) => self.anndata(request, source, rest, &decoded).await,
-                None => not_found(&decoded),
+                Some(rest) => self.anndata(request, source, rest, shown, admission).await,
+                None => not_found(shown),
             },
         }
     }
@@ -416,6 +277,7 @@ impl Frontend {
         source: &Source,
         rest: &str,
         shown: &str,
+        admission: &Admission,
     ) -> Response<Body> {
         let kind = source.location.kind;
         let key = match (parse_anndata_route(rest), kind) {
@@ -461,20 +323,19 @@ impl Frontend {
                         Some(key) => text(
                             StatusCode::NOT_FOUND,
                             &format!("No key '{key}' in the store"),
-                        )
-                        .map(Body::Bytes),
+                        ),
                         None => not_found(shown),
                     };
                 }
                 Lookup::Generated(bytes, info) => {
                     let decision = decide(request.headers(), info.size, &info.etag);
                     let body = match decision {
-                        Decision::Full => Body::Bytes(bytes),
+                        Decision::Full => Body::bytes(bytes),
                         Decision::Partial { start, end } => {
                             // Bounds come from `decide`, within the generated bytes.
-                            Body::Bytes(bytes.slice(start as usize..=end as usize))
+                            Body::bytes(bytes.slice(start as usize..=end as usize))
                         }
-                        _ => Body::Empty,
+                        _ => Body::empty(),
                     };
                     return bytes_response(decision, &info, body);
                 }
@@ -485,19 +346,32 @@ impl Frontend {
                 Decision::Full => None,
                 Decision::Partial { start, end } => Some((start, end)),
                 Decision::NotModified | Decision::Unsatisfiable => {
-                    return bytes_response(decision, &info, Body::Empty);
+                    return bytes_response(decision, &info, Body::empty());
                 }
             };
+            let len = decision.body_len(info.size);
             if request.method() == Method::HEAD {
-                return bytes_response(decision, &info, Body::Empty);
+                return bytes_response(decision, &info, Body::empty());
             }
-            if let Some(max) = self.config.max_inline_body
-                && decision.body_len(info.size) > max
-            {
-                return self.redirect(source, &path, &info, decision).await;
+            // The object itself, by redirect, when the transport cannot carry it (S3 serves the
+            // same bytes, range and ETag).
+            let deliverable = source
+                .location
+                .signer
+                .clone()
+                .map(|signer| Deliverable::store_object(signer, path.clone()));
+            if admission.body_limit.is_some_and(|limit| len > limit) {
+                return bytes_response(
+                    decision,
+                    &info,
+                    Body::withheld(len).with_deliverable(deliverable),
+                );
             }
             match source.get_range(&path, &info, range).await {
-                Ok(Some(stream)) => return bytes_response(decision, &info, Body::Stream(stream)),
+                Ok(Some(stream)) => {
+                    let body = Body::stream(stream, len).with_deliverable(deliverable);
+                    return bytes_response(decision, &info, body);
+                }
                 Ok(None) => continue,
                 Err(e) => return source_error(&e),
             }
@@ -508,89 +382,49 @@ impl Frontend {
         );
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        r.map(Body::Bytes)
+        r
     }
+}
 
-    /// A body too large for the transport: `307` to a presigned GET of the store object itself
-    /// (S3 serves the same bytes, range and ETag), or `413` when the backend cannot sign.
-    async fn redirect(
-        &self,
-        source: &Source,
-        path: &object_store::path::Path,
-        info: &ObjectInfo,
-        decision: Decision,
-    ) -> Response<Body> {
-        if let Some(signer) = &source.location.signer {
-            let options = object_store::signer::SignedUrlOptions::new().with_query([
-                ("response-content-type", "application/octet-stream"),
-                ("response-cache-control", "no-cache"),
-            ]);
-            match signer
-                .signed_url_opts(http::Method::GET, path, self.config.presign_ttl, &options)
-                .await
-            {
-                Ok(url) => {
-                    let mut r = empty(StatusCode::TEMPORARY_REDIRECT);
-                    if let Ok(v) = HeaderValue::from_str(url.as_str()) {
-                        r.headers_mut().insert(header::LOCATION, v);
-                    }
-                    if let Ok(v) = HeaderValue::from_str(&info.etag) {
-                        r.headers_mut().insert(header::ETAG, v);
-                    }
-                    r.headers_mut()
-                        .insert(header::CONTENT_LENGTH, HeaderValue::from(0));
-                    return r;
-                }
-                Err(e) => {
-                    tracing::warn!(target: "cellucid_edge::v09", "cannot presign {path}: {e}");
-                }
-            }
-        }
-        let message = format!(
-            "A body of {} bytes is larger than this function can return ({} bytes), and the store \
-             cannot presign a URL; request smaller ranges",
-            decision.body_len(info.size),
-            self.config.max_inline_body.unwrap_or_default()
+/// The headers every 0.9 response carries (§1.4): CORS echo for allowed origins with `Vary:
+/// Origin`, allowed methods and headers, the exposed headers, `Cache-Control: no-cache`.
+pub fn common_headers(cors: &CorsPolicy, headers: &mut HeaderMap, origin: Option<&str>) {
+    if let Some(origin) = origin
+        && cors.allows(origin)
+        && let Ok(v) = HeaderValue::from_str(origin)
+    {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+        headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+    } else if cors.allows_any() {
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
         );
-        text(StatusCode::PAYLOAD_TOO_LARGE, &message).map(Body::Bytes)
     }
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, HEAD, OPTIONS"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Content-Type, Range"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static(
+            "Accept-Ranges, Content-Encoding, Content-Length, Content-Range, ETag",
+        ),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
 }
 
-fn origin_of(headers: &HeaderMap) -> Option<&str> {
-    headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
-}
-
-fn empty(status: StatusCode) -> Response<Body> {
-    let mut r = Response::new(Body::Empty);
-    *r.status_mut() = status;
-    r
-}
-
-fn text(status: StatusCode, message: &str) -> Response<Bytes> {
-    let body = Bytes::from(message.to_string());
-    let mut r = Response::new(body.clone());
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-    r.headers_mut()
-        .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    r
-}
-
-fn not_found(path: &str) -> Response<Body> {
-    text(StatusCode::NOT_FOUND, &format!("Not found: {path}")).map(Body::Bytes)
+/// `404 Not found: <path>` (§1.1).
+pub fn not_found(path: &str) -> Response<Body> {
+    text(StatusCode::NOT_FOUND, &format!("Not found: {path}"))
 }
 
 fn json_response(value: &serde_json::Value) -> Response<Body> {
-    let body = Bytes::from(python_json(value));
-    let mut r = Response::new(Body::Bytes(body.clone()));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r.headers_mut()
-        .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    r
+    crate::http::response::json_bytes(Bytes::from(python_json(value)))
 }
 
 fn source_error(error: &SourceError) -> Response<Body> {
@@ -601,7 +435,7 @@ fn source_error(error: &SourceError) -> Response<Body> {
     );
     r.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    r.map(Body::Bytes)
+    r
 }
 
 /// The §1.3 responses: 304 (ETag only), 416 (text, `bytes */size`), 200/206 octet-stream.
@@ -618,7 +452,7 @@ fn bytes_response(decision: Decision, info: &ObjectInfo, body: Body) -> Response
             }
             r.headers_mut()
                 .insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-            return r.map(Body::Bytes);
+            return r;
         }
         Decision::Full | Decision::Partial { .. } => {
             let mut r = Response::new(body);
@@ -648,42 +482,28 @@ fn bytes_response(decision: Decision, info: &ObjectInfo, body: Body) -> Response
     r
 }
 
-/// Configure the 0.9 front-end of a local server: the Host rule, and optionally another store
-/// for `/v0.9` (`ready`: a Cellucid-ready copy, an `.h5ad` or a `.zarr.zip` of the same atlas),
-/// which keeps the id and name of the catalogue's first atlas. The store is checked at start-up
-/// (its size read, or its consolidated metadata synthesised), as cellucid 0.9.5 does.
-pub async fn configure_local(
-    app: crate::http::App,
-    ready: Option<&str>,
-    host_check: Option<HostCheck>,
-) -> Result<crate::http::App, SourceError> {
-    let Some(frontend) = app.protocol_09() else {
-        return Ok(app);
+/// The 0.9 datasets of a `--ready` store: the catalogue's first atlas served from another
+/// store (a Cellucid-ready copy, an `.h5ad` or a `.zarr.zip` of it), keeping its id and name.
+/// The store is checked now (its size read, or its consolidated metadata synthesised), as
+/// cellucid 0.9.5 does at start-up.
+pub async fn ready_frontend(
+    catalogue_frontend: &Frontend,
+    ready: &str,
+) -> Result<Frontend, FrontendError> {
+    let first = &catalogue_frontend.sources()[0];
+    let location = SourceLocation::open(ready)?;
+    let counts = if location.kind == StoreKind::ZarrFolder {
+        first.counts
+    } else {
+        documents::Counts::default()
     };
-    let config = FrontendConfig {
-        host_check,
-        ..frontend.config().clone()
-    };
-    let frontend = match ready {
-        None => frontend.with_config(config),
-        Some(url) => {
-            let first = &frontend.sources()[0];
-            let location = SourceLocation::open(url)?;
-            let counts = if location.kind == StoreKind::ZarrFolder {
-                first.counts
-            } else {
-                documents::Counts::default()
-            };
-            let source = Source::new(first.id.clone(), first.name.clone(), location, counts, None);
-            source.file_size().await?;
-            if source.location.kind == StoreKind::ZarrFolder {
-                source.synthesised().await?;
-            }
-            Frontend {
-                sources: vec![Arc::new(source)],
-                config,
-            }
-        }
-    };
-    Ok(app.with_protocol_09(frontend))
+    let mut source = Source::new(first.id.clone(), first.name.clone(), location, counts, None);
+    if let Some(id) = &first.catalog_id {
+        source = source.for_catalog_atlas(id);
+    }
+    source.file_size().await?;
+    if source.location.kind == StoreKind::ZarrFolder {
+        source.synthesised().await?;
+    }
+    Frontend::new(vec![Arc::new(source)], catalogue_frontend.config().clone())
 }

@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::stream::BoxStream;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use object_store::path::Path;
 use object_store::signer::Signer;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
@@ -19,6 +18,7 @@ use super::documents::{
     Counts, StoreKind, display_name_from, is_portable_id, is_valid_name, portable_id_from,
 };
 use crate::cache::ArtifactCache;
+use crate::store::confined::{ConfinedStore, Scope};
 use crate::store::zarr_adapter_reads::REQUEST_READS;
 use crate::store::{StoreLocation, StoreUrlError, open_store_url};
 
@@ -102,8 +102,8 @@ impl ObjectInfo {
     }
 }
 
-/// A stream of body bytes of known length.
-pub type ByteStream = BoxStream<'static, Result<Bytes, object_store::Error>>;
+pub use crate::service::ByteStream;
+pub use crate::store::join_key;
 
 /// Where a dataset's bytes are.
 #[derive(Clone)]
@@ -177,6 +177,8 @@ impl SourceLocation {
         let file = file.to_string_lossy().into_owned();
         let store = object_store::local::LocalFileSystem::new_with_prefix(parent)
             .map_err(|e| local(e.to_string()))?;
+        // Only the file itself may be read (never a sibling through a crafted key).
+        let store = ConfinedStore::new(Arc::new(store), Scope::File(canonical.clone()));
         Ok(SourceLocation {
             store: Arc::new(store),
             path: Path::from(file.as_str()),
@@ -191,21 +193,6 @@ impl SourceLocation {
     pub fn key_path(&self, key: &str) -> Path {
         join_key(&self.path, key)
     }
-}
-
-/// The object path of store key `key` below `prefix`, with parts kept verbatim (AnnData column
-/// names such as `pct mito`, `名前` or `%%` are object names as written, as the zarr adapter of
-/// the seed reads them); a part object_store refuses verbatim is escaped instead.
-pub fn join_key(prefix: &Path, key: &str) -> Path {
-    key.split('/')
-        .filter(|p| !p.is_empty())
-        .fold(
-            prefix.clone(),
-            |path, part| match object_store::path::PathPart::parse(part) {
-                Ok(verbatim) => path.join(verbatim),
-                Err(_) => path.join(part),
-            },
-        )
 }
 
 /// The dataset's id/name, chosen per §2.4: explicit values win, else derived from `fallback`.
@@ -247,6 +234,9 @@ pub struct Source {
     pub location: SourceLocation,
     /// Counts for health/info.
     pub counts: Counts,
+    /// The catalogue atlas (seed id) this dataset serves, which a dataset-bound share token
+    /// names; `None` for a dataset outside the catalogue (no bound token opens it).
+    pub catalog_id: Option<String>,
     cache: Option<(ArtifactCache, String)>,
     synthesised: OnceCell<Option<(Synthesised, ObjectInfo)>>,
     metadata: moka::future::Cache<Path, ObjectInfo>,
@@ -287,12 +277,27 @@ impl Source {
             name,
             location,
             counts,
+            catalog_id: None,
             cache,
             synthesised: OnceCell::new(),
             metadata: moka::future::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(METADATA_TTL)
                 .build(),
+        }
+    }
+
+    /// The same dataset, serving catalogue atlas `id` (see [`Source::catalog_id`]).
+    pub fn for_catalog_atlas(mut self, id: &str) -> Self {
+        self.catalog_id = Some(id.to_string());
+        self
+    }
+
+    /// What the dataset is, for messages: its catalogue atlas, else its location.
+    pub fn origin(&self) -> String {
+        match &self.catalog_id {
+            Some(id) => format!("atlas `{id}`"),
+            None => self.location.display.clone(),
         }
     }
 
@@ -322,6 +327,9 @@ impl Source {
                 record_request(0);
                 Ok(None)
             }
+            // A key resolving outside a local store (a symlink), or one S3 will not show:
+            // absent, as cellucid 0.9.5 answers (§3.2).
+            Err(object_store::Error::PermissionDenied { .. }) => Ok(None),
             Err(source) => Err(SourceError::Store {
                 path: path.to_string(),
                 source,
@@ -360,7 +368,7 @@ impl Source {
                     for key in [".zmetadata", "zarr.json"] {
                         let artifact = format!("v09/{key}");
                         if let Ok(Some(gz)) = cache.get(fp, &artifact).await
-                            && let Some(bytes) = gunzip(&gz)
+                            && let Some(bytes) = gunzip_off_executor(gz).await
                         {
                             let key = if key == "zarr.json" { "zarr.json" } else { ".zmetadata" };
                             let info = ObjectInfo::of_bytes(&bytes);
@@ -370,7 +378,21 @@ impl Source {
                 }
                 let made = synthesise(&self.location.store, &self.location.path).await?;
                 if let (Some(s), Some((cache, fp))) = (&made, &self.cache) {
-                    let gz = crate::http::encoding::gzip(&s.bytes);
+                    let bytes = s.bytes.clone();
+                    let gz = match tokio::task::spawn_blocking(move || {
+                        crate::http::encoding::gzip(&bytes)
+                    })
+                    .await
+                    {
+                        Ok(gz) => gz,
+                        Err(e) => {
+                            tracing::warn!(target: "cellucid_edge::v09", "cannot compress synthesised metadata: {e}");
+                            return Ok(made.map(|s| {
+                                let info = ObjectInfo::of_bytes(&s.bytes);
+                                (s, info)
+                            }));
+                        }
+                    };
                     if let Err(e) = cache
                         .put(fp, &format!("v09/{}", s.key), gz, "application/json")
                         .await
@@ -422,10 +444,11 @@ impl Source {
                     return Ok(None);
                 }
                 record_request(range.map_or(info.size, |(s, e)| e - s + 1));
-                Ok(Some(result.into_stream().map_err(|e| e).boxed()))
+                Ok(Some(result.into_stream().boxed()))
             }
             Err(object_store::Error::Precondition { .. })
-            | Err(object_store::Error::NotFound { .. }) => {
+            | Err(object_store::Error::NotFound { .. })
+            | Err(object_store::Error::PermissionDenied { .. }) => {
                 self.forget(path).await;
                 Ok(None)
             }
@@ -441,11 +464,17 @@ fn record_request(bytes: u64) {
     let _ = REQUEST_READS.try_with(|m| m.record_get(bytes));
 }
 
-fn gunzip(data: &[u8]) -> Option<Bytes> {
-    use std::io::Read;
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(data)
-        .read_to_end(&mut out)
-        .ok()?;
-    Some(Bytes::from(out))
+/// Inflate memoised metadata on the blocking pool (it may be megabytes); `None` if invalid.
+async fn gunzip_off_executor(data: Bytes) -> Option<Bytes> {
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&data[..])
+            .read_to_end(&mut out)
+            .ok()?;
+        Some(Bytes::from(out))
+    })
+    .await
+    .ok()
+    .flatten()
 }

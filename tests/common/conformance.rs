@@ -7,9 +7,10 @@ use std::collections::HashMap;
 use cellucid_edge::model::safe_name::safe_name;
 use serde_json::Value;
 
+use super::transport::TestTransport;
 use super::{
-    GoldenRoute, ORIGIN, Resp, TestServer, compare_body, compare_bytes, golden_body, golden_meta,
-    gunzip, quote_route,
+    GoldenRoute, ORIGIN, Resp, compare_body, compare_bytes, golden_body, golden_meta, gunzip,
+    quote_route,
 };
 
 /// Collects failures of one store run.
@@ -116,7 +117,7 @@ fn join(base: &str, route: &str) -> String {
     format!("{}{}", base.trim_end_matches('/'), quote_route(route))
 }
 
-async fn viewer_sequence(server: &TestServer, run: &mut Run<'_>) {
+async fn viewer_sequence(server: &dyn TestTransport, run: &mut Run<'_>) {
     // 1-3: control routes.
     for route in ["_cellucid/health", "_cellucid/info", "_cellucid/datasets"] {
         let r = server.get_viewer(&quote_route(route)).await;
@@ -311,7 +312,7 @@ async fn viewer_sequence(server: &TestServer, run: &mut Run<'_>) {
 
 /// Replay the viewer's request sequence and every golden route of `atlas` against `server`;
 /// the failures found (empty when conformant).
-pub async fn check_server(atlas: &str, label: &str, server: &TestServer) -> Vec<String> {
+pub async fn check_server(atlas: &str, label: &str, server: &dyn TestTransport) -> Vec<String> {
     let routes = golden_meta(atlas);
     let mut run = Run {
         atlas,

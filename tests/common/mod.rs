@@ -1,11 +1,14 @@
-//! Shared helpers of the integration tests: fixture paths, an in-process server on an
-//! ephemeral port, a small HTTP client, percent-encoding like the Python tools, gzip and
-//! compare.py's comparison rules.
+//! Shared helpers of the integration tests: fixture paths, the real server on an ephemeral
+//! port, the transport matrix ([`transport`]: the same requests through hyper, the service
+//! in-process and the Lambda handler's event formats), a small HTTP client, percent-encoding
+//! like the Python tools, gzip and compare.py's comparison rules.
 
 #![allow(dead_code)]
 
 pub mod conformance;
 pub mod moto;
+pub mod python;
+pub mod transport;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,7 +18,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use cellucid_edge::catalog::Catalog;
 use cellucid_edge::dataset::{Dataset, DatasetOptions};
-use cellucid_edge::http::{App, AppConfig};
+use cellucid_edge::service::{Config, Service};
 use cellucid_edge::store::{ReadMetrics, StoreLocation, open_store_url};
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -121,12 +124,19 @@ pub async fn open_dataset(url: &str) -> Result<Dataset, cellucid_edge::dataset::
     .await
 }
 
+/// A listener on 127.0.0.1 at a free port.
+pub async fn bind_loopback() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0")
+}
+
 /// A real server (`serve_until` on 127.0.0.1:0) running in the test's runtime.
 pub struct TestServer {
     /// Bound address.
     pub addr: SocketAddr,
-    /// The app being served (to inspect the catalogue).
-    pub app: Arc<App>,
+    /// The service being served (to inspect the catalogue).
+    pub app: Arc<Service>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
     client: LegacyClient<HttpConnector, Full<Bytes>>,
@@ -135,21 +145,27 @@ pub struct TestServer {
 impl TestServer {
     /// Serve `catalog` with the default configuration.
     pub async fn start(catalog: Catalog) -> Self {
-        Self::start_with(catalog, AppConfig::default()).await
+        Self::start_with(catalog, Config::default()).await
     }
 
     /// Serve `catalog` with `config`.
-    pub async fn start_with(catalog: Catalog, config: AppConfig) -> Self {
-        Self::start_app(App::new(catalog, config)).await
+    pub async fn start_with(catalog: Catalog, config: Config) -> Self {
+        Self::start_service(Service::new(catalog, config).expect("service mounts")).await
     }
 
-    /// Serve an already built `app` (e.g. with a custom 0.9 front-end).
-    pub async fn start_app(app: App) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1:0");
+    /// Serve an already built `service` (e.g. with a custom 0.9 front-end).
+    pub async fn start_service(service: Service) -> Self {
+        Self::start_shared(Arc::new(service)).await
+    }
+
+    /// Serve a shared `service` (the transport matrix reaches it several ways).
+    pub async fn start_shared(service: Arc<Service>) -> Self {
+        Self::start_on(bind_loopback().await, service).await
+    }
+
+    /// Serve `service` on an already bound `listener` (a Host rule needs the port first).
+    pub async fn start_on(listener: TcpListener, app: Arc<Service>) -> Self {
         let addr = listener.local_addr().expect("local_addr");
-        let app = Arc::new(app);
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(cellucid_edge::serve::serve_until(
             listener,

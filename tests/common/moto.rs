@@ -18,6 +18,8 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
 use tokio::sync::OnceCell;
 
+use super::python;
+
 /// Credentials and region every test client uses (moto accepts any).
 pub const ACCESS_KEY: &str = "testing";
 /// Secret key.
@@ -43,40 +45,22 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
-fn moto_installed() -> bool {
-    Command::new("moto_server")
-        .arg("--help")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// The shared moto server, started on first use. `None` (with a loud message) when
-/// `moto_server` is not installed and this is not CI; in CI (`CI` set) a missing moto fails.
+/// The shared moto server, started on first use (`moto_server` from PATH, else from the test
+/// venv). `None` (with a loud line) when there is none and this is not CI; in CI it fails.
 pub async fn moto() -> Option<&'static Moto> {
     MOTO.get_or_init(|| async { start() }).await.as_ref()
 }
 
 fn start() -> Option<Moto> {
-    if !moto_installed() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "moto_server is not installed (pip install 'moto[server]'); CI must run the S3 tests"
-        );
-        eprintln!(
-            "\n!!! moto_server NOT FOUND: SKIPPING the S3 tests (pip install 'moto[server]')\n"
-        );
-        return None;
-    }
+    // From PATH, else the test venv; a failure under CI, one loud line elsewhere.
+    let moto_server = python::moto_server("the S3 tests (moto_server)")?;
     let port = free_port();
-    let script = format!(
-        "moto_server -H 127.0.0.1 -p {port} >/dev/null 2>&1 & pid=$!; \
-         trap 'kill $pid 2>/dev/null' EXIT; read _ignored; kill $pid 2>/dev/null; wait $pid"
-    );
+    let script = "\"$1\" -H 127.0.0.1 -p \"$2\" >/dev/null 2>&1 & pid=$!; \
+         trap 'kill $pid 2>/dev/null' EXIT; read _ignored; kill $pid 2>/dev/null; wait $pid";
     let watchdog = Command::new("sh")
-        .arg("-c")
-        .arg(script)
+        .args(["-c", script, "sh"])
+        .arg(&moto_server)
+        .arg(port.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -13,10 +13,10 @@ use std::sync::{Arc, OnceLock};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use cellucid_edge::catalog::Catalog;
-use cellucid_edge::http::{App, AppConfig};
-use cellucid_edge::lambda::{LambdaConfig, LambdaHandler};
+use cellucid_edge::lambda::LambdaHandler;
 use cellucid_edge::model::quantize::QuantBits;
 use cellucid_edge::protocol::strict::StrictConfig;
+use cellucid_edge::service::{Config as AppConfig, Service};
 use serde_json::{Value, json};
 
 use crate::common::{self, ORIGIN, TestServer, gunzip};
@@ -299,25 +299,24 @@ fn finish(status: u16, headers: BTreeMap<String, String>, wire: Vec<u8>) -> Repl
 /// A server under test: either transport, same requests.
 pub enum Client {
     /// A running hyper server.
-    Serve(TestServer),
-    /// The Lambda handler around the same App.
-    Lambda(LambdaHandler),
+    Serve(Box<TestServer>),
+    /// The Lambda handler around the same service.
+    Lambda(Box<LambdaHandler>),
 }
 
 impl Client {
     /// Serve `catalog` with `config` over `transport`.
     pub async fn start(transport: Transport, catalog: Catalog, config: AppConfig) -> Client {
         match transport {
-            Transport::Serve => Client::Serve(TestServer::start_with(catalog, config).await),
+            Transport::Serve => {
+                Client::Serve(Box::new(TestServer::start_with(catalog, config).await))
+            }
             Transport::Lambda => {
-                let lambda_config = LambdaConfig {
-                    strict: config.strict,
-                    ..LambdaConfig::default()
-                };
-                Client::Lambda(LambdaHandler::with_app(
-                    lambda_config,
-                    Arc::new(App::new(catalog, config)),
-                ))
+                let service = Service::new(catalog, config.clone()).expect("service mounts");
+                Client::Lambda(Box::new(LambdaHandler::with_service(
+                    config,
+                    Arc::new(service),
+                )))
             }
         }
     }

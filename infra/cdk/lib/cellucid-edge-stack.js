@@ -14,6 +14,8 @@ const iam = require('aws-cdk-lib/aws-iam');
 const lambda = require('aws-cdk-lib/aws-lambda');
 const logs = require('aws-cdk-lib/aws-logs');
 const s3 = require('aws-cdk-lib/aws-s3');
+// distprecompute: the distributed precompute (Step Functions + task function), lib/precompute.js.
+const { CellucidPrecompute, precomputeSettings } = require('./precompute');
 
 const VIEWER = 'https://www.cellucid.com/?remote=';
 
@@ -58,6 +60,7 @@ function settingsFromContext(get) {
     shareSecret: str('shareSecret', undefined),
     // CELLUCID_QUANTIZE: quantised gene and continuous obs values under /strict (8 or 16).
     quantize: num('quantize', undefined),
+    precompute: precomputeSettings(str, bool, num),
   };
   if (!['x86_64', 'arm64'].includes(settings.architecture)) {
     throw new Error(`architecture must be x86_64 or arm64, not ${settings.architecture}`);
@@ -288,6 +291,25 @@ class CellucidEdgeStack extends cdk.Stack {
       new cdk.CfnOutput(this, 'HttpApiUrl', { value: `https://${host}`, description: 'HTTP API base URL' });
       new cdk.CfnOutput(this, 'ViewerUrlHttpApi', { value: viewerUrl(host), description: 'The Cellucid viewer opened on the HTTP API' });
       addViewerLinkOutputs(this, 'HttpApi', host);
+    }
+
+    // --- Distributed precompute (distprecompute) ------------------------------------------------
+    if (s.precompute.enabled && !s.serveDemo) {
+      const datasetEnvironment = {};
+      new CellucidPrecompute(this, 'Precompute', {
+        name: s.name,
+        bucketName,
+        bucketArn,
+        dataObjects,
+        cacheObjects,
+        dataUrl,
+        cacheUrl,
+        cachePrefix: s.cachePrefix,
+        architecture: s.architecture,
+        logRetentionDays: s.logRetentionDays,
+        datasetEnvironment,
+        precompute: s.precompute,
+      });
     }
 
     new cdk.CfnOutput(this, 'BucketName', { value: bucketName });

@@ -8,7 +8,8 @@ const { Template, Match } = require('aws-cdk-lib/assertions');
 const { CellucidEdgeStack, settingsFromContext } = require('../lib/cellucid-edge-stack');
 
 function synth(context) {
-  const app = new cdk.App({ context: { zipPath: 'does-not-exist.zip', ...context } });
+  // The serving stack alone; the distributed precompute has its own test (precompute.test.js).
+  const app = new cdk.App({ context: { zipPath: 'does-not-exist.zip', precompute: 'false', ...context } });
   const settings = settingsFromContext((k) => app.node.tryGetContext(k));
   return Template.fromStack(new CellucidEdgeStack(app, 'Test', { settings }));
 }

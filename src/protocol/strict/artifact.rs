@@ -72,6 +72,22 @@ fn f32_values(body: &[u8]) -> Result<Vec<f32>, StrictError> {
         .collect())
 }
 
+/// The strict `var_manifest.json` from the seed's body and, when quantised, every gene's range
+/// (in var order).
+pub(crate) async fn var_manifest(
+    seed_body: Bytes,
+    quantized: Option<(QuantBits, Vec<QuantRange>)>,
+) -> Result<Bytes, DatasetError> {
+    blocking(move || {
+        let seed = parse_json(&seed_body, "var_manifest.json")?;
+        let quantized = quantized
+            .as_ref()
+            .map(|(bits, ranges)| (*bits, ranges.as_slice()));
+        to_json_bytes(&documents::var_manifest(&seed, quantized)?)
+    })
+    .await
+}
+
 /// Run CPU-bound translation off the async executor.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, StrictError> + Send + 'static,
@@ -232,12 +248,7 @@ impl StrictArtifact {
                     Some(_) => Some(gene_ranges(dataset, limit).await?),
                     None => None,
                 };
-                blocking(move || {
-                    let seed = parse_json(&source_body, "var_manifest.json")?;
-                    let quantized = quantize.zip(ranges.as_deref());
-                    to_json_bytes(&documents::var_manifest(&seed, quantized)?)
-                })
-                .await
+                var_manifest(source_body, quantize.zip(ranges)).await
             }
             StrictArtifact::QuantizedObsValues(_, bits)
             | StrictArtifact::QuantizedGene(_, bits) => {

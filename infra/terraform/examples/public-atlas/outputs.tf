@@ -32,3 +32,8 @@ output "log_group_name" {
   description = "CloudWatch log group of the function."
   value       = module.cellucid_edge.log_group_name
 }
+
+output "precompute_state_machine_arn" {
+  description = "Start a distributed precompute: aws stepfunctions start-execution --state-machine-arn <this> --input '{}'."
+  value       = one(module.precompute[*].state_machine_arn)
+}

@@ -56,3 +56,21 @@ variable "reserved_concurrency" {
   type        = number
   default     = null
 }
+
+variable "enable_precompute" {
+  description = "Deploy the distributed precompute (a Step Functions state machine and the precompute-task function)."
+  type        = bool
+  default     = true
+}
+
+variable "precompute_zip_path" {
+  description = "The precompute-task package built by cargo lambda."
+  type        = string
+  default     = "../../../../target/lambda/cellucid-precompute/bootstrap.zip"
+}
+
+variable "precompute_max_concurrency" {
+  description = "Tasks of a precompute phase run at once (an execution may pass its own max_concurrency)."
+  type        = number
+  default     = 100
+}
