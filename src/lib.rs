@@ -21,6 +21,7 @@ pub mod dataset;
 pub mod demo;
 pub mod http;
 pub mod lambda;
+pub mod links;
 pub mod memory;
 pub mod model;
 pub mod precompute_lambda;

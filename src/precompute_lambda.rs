@@ -35,6 +35,7 @@ use crate::cache::tasks::{TaskEnv, TaskReport, run_task};
 use crate::cache::{ArtifactCache, PutOutcome, fingerprint};
 use crate::catalog::Catalog;
 use crate::dataset::{Dataset, DatasetContext, DatasetOptions};
+use crate::model::quantize::QuantBits;
 use crate::store::{ReadMetrics, open_store_url};
 
 /// Environment variables of the function. The dataset ones must equal the serving function's.
@@ -53,6 +54,9 @@ pub mod env {
     pub const LATENT_KEY: &str = "CELLUCID_LATENT_KEY";
     /// var column holding gene ids (as the serving function).
     pub const GENE_ID_COLUMN: &str = "CELLUCID_GENE_ID_COLUMN";
+    /// The strict profile's quantisation (8 or 16) the serving function uses (#14): the plan
+    /// also builds the quantised documents and payloads.
+    pub const QUANTIZE: &str = "CELLUCID_QUANTIZE";
 }
 
 /// Configuration of the function.
@@ -66,6 +70,8 @@ pub struct TaskConfig {
     pub scratch_url: Option<String>,
     /// How atlases are interpreted (must match the serving function).
     pub dataset: DatasetOptions,
+    /// The serving function's strict quantisation (#14).
+    pub quantize: Option<QuantBits>,
 }
 
 /// Why the configuration is unusable (the function stops at init).
@@ -92,11 +98,19 @@ impl TaskConfig {
         if let Some(column) = get(env::GENE_ID_COLUMN) {
             dataset.gene_id_column = column;
         }
+        let quantize = match get(env::QUANTIZE) {
+            Some(v) => Some(
+                v.parse::<QuantBits>()
+                    .map_err(|e| ConfigError(format!("{}: {e}", env::QUANTIZE)))?,
+            ),
+            None => None,
+        };
         Ok(TaskConfig {
             data_url: required(env::DATA_URL)?,
             cache_url: required(env::CACHE_URL)?,
             scratch_url: get(env::SCRATCH_URL),
             dataset,
+            quantize,
         })
     }
 }
@@ -323,8 +337,16 @@ impl TaskHandler {
         if let Some(plan) = plans.get(fp) {
             return Ok(plan.clone());
         }
-        let plan =
-            Arc::new(load_or_make_plan(dataset, &self.cache, fp, PlanLimits::default()).await?);
+        let plan = Arc::new(
+            load_or_make_plan(
+                dataset,
+                &self.cache,
+                fp,
+                PlanLimits::default(),
+                self.config.quantize,
+            )
+            .await?,
+        );
         plans.insert(fp.to_string(), plan.clone());
         Ok(plan)
     }
@@ -366,8 +388,13 @@ impl TaskHandler {
         let scratch = self.scratch(&fp)?;
         let bucket = s3_bucket(&self.config.cache_url);
         let mut phases = Vec::new();
+        // A plan for `--quantize` has other phases: its item lists and results apart (#14).
+        let variant = match self.config.quantize {
+            Some(bits) => format!("q{}/", bits.bits()),
+            None => String::new(),
+        };
         for phase in &plan.phases {
-            let key = format!("items/{}.json", phase.name);
+            let key = format!("items/{variant}{}.json", phase.name);
             let items: Vec<serde_json::Value> = (0..phase.tasks)
                 .map(|t| serde_json::json!({ "task": t }))
                 .collect();
@@ -382,8 +409,11 @@ impl TaskHandler {
                 name: phase.name,
                 tasks: phase.tasks,
                 items_key: s3.then(|| scratch.path(&key).to_string()),
-                results_prefix: s3
-                    .then(|| scratch.path(&format!("results/{}", phase.name)).to_string()),
+                results_prefix: s3.then(|| {
+                    scratch
+                        .path(&format!("results/{variant}{}", phase.name))
+                        .to_string()
+                }),
                 items_bucket: bucket.clone(),
             });
         }
@@ -396,7 +426,7 @@ impl TaskHandler {
             phases,
             plan_key: self
                 .cache
-                .path(&fp, crate::cache::plan::PLAN_KEY)
+                .path(&fp, &crate::cache::plan::plan_key(self.config.quantize))
                 .to_string(),
         })
     }

@@ -707,7 +707,7 @@ async fn no_share_token_in_any_log_line() {
 /// Hostile stores (issue 13, item 3) answer the same on every transport: a declared shape
 /// beyond the memory budget is a 507, a corrupt CSR `indptr` a 500 naming the damage, a
 /// categorical with more than 65 535 categories is left out of the documents (404 for its
-/// codes) — each with CORS, the rest of the atlas served byte-exact, both protocols still up,
+/// codes) — each with CORS, the rest of the atlas served byte-exact, every protocol still up,
 /// and nothing panics. The cases and their outcomes are `common::hostile_stores`'s (the same
 /// list `tests/hostile_stores.rs` runs in-process and through `inspect`), here on zarr v3.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -754,8 +754,12 @@ async fn hostile_stores_answer_clearly_everywhere() {
                     failures.push(format!("{name}: {via:?} {path}: no CORS"));
                 }
             }
-            // Whatever the damage, both protocols still answer.
-            for path in ["/_cellucid/health", "/v0.9/_cellucid/health"] {
+            // Whatever the damage, every protocol still answers.
+            for path in [
+                "/_cellucid/health",
+                "/strict/_cellucid/health",
+                "/v0.9/_cellucid/health",
+            ] {
                 let r = t.get(path, &[VIEWER]).await;
                 if r.status != StatusCode::OK {
                     failures.push(format!("{name}: {via:?} {path}: {}", r.status));

@@ -35,8 +35,8 @@ pub struct WarmUp {
     pub refused: u64,
 }
 
-/// Compute every artifact of `dataset` (the `artifacts` phase of its plan, one task at a time)
-/// into `cache`, skipping what is there. Genes are left to the pack build the server starts.
+/// Compute every artifact of `dataset` (the `artifacts` and `strict` phases of its plan, one
+/// task at a time) into `cache`, skipping what is there. Genes are left to the pack build the server starts.
 pub async fn warm_artifacts(
     dataset: Arc<Dataset>,
     cache: &ArtifactCache,
@@ -47,14 +47,18 @@ pub async fn warm_artifacts(
         ..PrecomputeOptions::default()
     };
     let env = local_env(dataset, cache, &fp, &options).await?;
-    let tasks = env.plan.phase(PhaseName::Artifacts).map_or(0, |p| p.tasks);
+    // The strict profile's documents too (#14): without `--quantize` its tasks need only the
+    // source (and the seed artifacts, computed first).
+    let tasks: Vec<(PhaseName, u64)> = [PhaseName::Artifacts, PhaseName::Strict]
+        .into_iter()
+        .flat_map(|phase| {
+            (0..env.plan.phase(phase).map_or(0, |p| p.tasks)).map(move |t| (phase, t))
+        })
+        .collect();
     let mut done = WarmUp::default();
     // One at a time: the server answers requests meanwhile.
-    let mut reports = std::pin::pin!(futures::stream::iter(0..tasks).then(|t| run_task(
-        &env,
-        PhaseName::Artifacts,
-        t
-    )));
+    let mut reports =
+        std::pin::pin!(futures::stream::iter(tasks).then(|(phase, t)| run_task(&env, phase, t)));
     while let Some(report) = reports.next().await {
         match report?.outcome {
             TaskOutcome::Written => done.written += 1,

@@ -15,18 +15,37 @@
 //!    writes the block object whole, create-only.
 //! 4. `index` — one task: reads every block header and writes the pack index last (its presence
 //!    marks the pack complete).
-//! 5. `cleanup` — one task: deletes the scratch shards (never anything of the cache itself).
+//! 5. `ranges` (strict profile with `--quantize` only, #14) — one task per gene block: reads the
+//!    block object and writes the quantisation range of each of its genes.
+//! 6. `strict` (#14) — one task per artifact of the strict profile (its documents, edge
+//!    weights, quantised obs payloads; what it shares with the seed is the seed's).
+//! 7. `cleanup` — one task: deletes the scratch shards (never anything of the cache itself).
+//!
+//! The strict profile's `--quantize` setting is the one input besides the atlas: it changes
+//! what is built, so a plan records it and is stored under a key of its own ([`plan_key`]).
 
 use serde::{Deserialize, Serialize};
 
 use super::gene_pack::{GeneBlocks, MAX_GENES_PER_BLOCK};
 use crate::anndata::MatrixMeta;
 use crate::dataset::Dataset;
+use crate::model::quantize::QuantBits;
 
-/// Version of the plan format and of the task semantics.
-pub const PLAN_VERSION: u32 = 1;
-/// Cache key of the stored plan (create-only, so every task of a run uses one plan).
+/// Version of the plan format and of the task semantics (2: the `ranges` and `strict` phases).
+pub const PLAN_VERSION: u32 = 2;
+/// Cache key of the stored plan of a run without `--quantize` (create-only, so every task of a
+/// run uses one plan); see [`plan_key`].
 pub const PLAN_KEY: &str = "precompute/plan.json";
+
+/// Cache key of the stored plan of a run for a deployment serving `quantize` under `/strict`:
+/// [`PLAN_KEY`] without, `precompute/plan.q8.json` / `plan.q16.json` with (each plan builds
+/// everything the other builds, and the quantised artifacts too).
+pub fn plan_key(quantize: Option<QuantBits>) -> String {
+    match quantize {
+        None => PLAN_KEY.to_string(),
+        Some(bits) => format!("precompute/plan.q{}.json", bits.bits()),
+    }
+}
 
 /// Fewest stored values per row block of a CSR X.
 const ROW_BLOCK_MIN_NNZ: u64 = 1 << 20;
@@ -51,17 +70,23 @@ pub enum PhaseName {
     Pack,
     /// The pack index.
     Index,
+    /// Quantisation ranges of the genes of each pack block (strict profile, `--quantize`).
+    Ranges,
+    /// The strict profile's own artifacts.
+    Strict,
     /// Scratch removal.
     Cleanup,
 }
 
 impl PhaseName {
     /// Every phase, in run order.
-    pub const ALL: [PhaseName; 5] = [
+    pub const ALL: [PhaseName; 7] = [
         PhaseName::Artifacts,
         PhaseName::Transpose,
         PhaseName::Pack,
         PhaseName::Index,
+        PhaseName::Ranges,
+        PhaseName::Strict,
         PhaseName::Cleanup,
     ];
 
@@ -72,6 +97,8 @@ impl PhaseName {
             PhaseName::Transpose => "transpose",
             PhaseName::Pack => "pack",
             PhaseName::Index => "index",
+            PhaseName::Ranges => "ranges",
+            PhaseName::Strict => "strict",
             PhaseName::Cleanup => "cleanup",
         }
     }
@@ -141,6 +168,10 @@ pub struct Plan {
     /// Row boundaries of the `transpose` tasks (CSR X): task `i` reads rows
     /// `row_blocks[i]..row_blocks[i + 1]`.
     pub row_blocks: Vec<u64>,
+    /// The strict profile's quantisation width (8 or 16) the plan builds for, if any.
+    pub quantize: Option<u8>,
+    /// Cache keys of the `strict` phase, task `i` building `strict[i]`.
+    pub strict: Vec<String>,
     /// The phases, in run order.
     pub phases: Vec<PhasePlan>,
 }
@@ -176,6 +207,12 @@ impl Plan {
         Some(*self.row_blocks.get(i)?..*self.row_blocks.get(i + 1)?)
     }
 
+    /// The strict profile's quantisation width the plan builds for.
+    pub fn quantize(&self) -> Option<QuantBits> {
+        self.quantize
+            .and_then(|b| QuantBits::from_bits(u64::from(b)))
+    }
+
     /// Number of transpose tasks (0 unless X is CSR).
     pub fn n_row_blocks(&self) -> u64 {
         self.row_blocks.len().saturating_sub(1) as u64
@@ -194,6 +231,12 @@ impl Plan {
             return Err(PlanError::Stored(format!(
                 "plan version {} (this build uses {PLAN_VERSION})",
                 plan.version
+            )));
+        }
+        if plan.quantize.is_some() && plan.quantize().is_none() {
+            return Err(PlanError::Stored(format!(
+                "quantisation to {:?} bits (8 or 16)",
+                plan.quantize
             )));
         }
         Ok(plan)
@@ -296,12 +339,24 @@ pub async fn read_indptr(
     Ok(out)
 }
 
+/// What a plan builds besides the gene pack: the cache keys of the `artifacts` phase, and of
+/// the `strict` phase for a deployment serving `quantize` (which adds the `ranges` phase).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlanArtifacts {
+    /// Keys of the seed's artifacts.
+    pub seed: Vec<String>,
+    /// Keys of the strict profile's own artifacts.
+    pub strict: Vec<String>,
+    /// The strict profile's quantisation width.
+    pub quantize: Option<QuantBits>,
+}
+
 /// Make the plan of `dataset` under `fingerprint`: reads X's row offsets when X is CSR, nothing
 /// else.
 pub async fn make_plan(
     dataset: &Dataset,
     fingerprint: &str,
-    artifacts: Vec<String>,
+    artifacts: PlanArtifacts,
     limits: PlanLimits,
 ) -> Result<Plan, PlanError> {
     let (cells, genes) = (dataset.n_cells(), dataset.n_genes());
@@ -327,7 +382,7 @@ pub async fn make_plan(
     };
     let mut phases = vec![PhasePlan {
         name: PhaseName::Artifacts,
-        tasks: artifacts.len() as u64,
+        tasks: artifacts.seed.len() as u64,
         description:
             "compute, gzip and store one artifact (documents, points, obs, edges, vectors)".into(),
     }];
@@ -359,6 +414,22 @@ pub async fn make_plan(
         description: "read every block header and write the pack index (marks the pack complete)"
             .into(),
     });
+    if artifacts.quantize.is_some() {
+        phases.push(PhasePlan {
+            name: PhaseName::Ranges,
+            tasks: blocks.count(),
+            description: "read one gene block of the pack and write the quantisation range of \
+                          each of its genes (strict profile, --quantize)"
+                .into(),
+        });
+    }
+    phases.push(PhasePlan {
+        name: PhaseName::Strict,
+        tasks: artifacts.strict.len() as u64,
+        description: "compute, gzip and store one artifact of the strict profile (documents, \
+                      edge weights, quantised obs values)"
+            .into(),
+    });
     if csr {
         phases.push(PhasePlan {
             name: PhaseName::Cleanup,
@@ -377,8 +448,10 @@ pub async fn make_plan(
             nnz,
         },
         genes_per_block: per,
-        artifacts,
+        artifacts: artifacts.seed,
         row_blocks,
+        quantize: artifacts.quantize.map(QuantBits::bits),
+        strict: artifacts.strict,
         phases,
     })
 }

@@ -15,14 +15,15 @@ use futures::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::gene_pack::{GenePackError, PACK_INDEX, block_key};
-use super::plan::{PLAN_KEY, PhaseName, Plan, PlanError, PlanLimits, make_plan};
+use super::plan::{PhaseName, Plan, PlanArtifacts, PlanError, PlanLimits, make_plan, plan_key};
 use super::scratch::{Scratch, ScratchError};
 use super::tasks::{TaskEnv, TaskOutcome, TaskReport, run_task};
 use super::{ArtifactCache, CacheError, PutOutcome};
 use crate::dataset::{Dataset, DatasetError, FieldKind};
+use crate::model::quantize::QuantBits;
 use crate::protocol::Artifact;
 
-/// Settings of a run in one process (none of them changes what is written).
+/// Settings of a run in one process (none but `strict` changes what is written).
 #[derive(Debug, Clone)]
 pub struct PrecomputeOptions {
     /// Tasks run at once.
@@ -33,6 +34,10 @@ pub struct PrecomputeOptions {
     pub limits: PlanLimits,
     /// Priority of the CPU work (background for builds a server runs while answering).
     pub priority: super::background::Priority,
+    /// What the strict profile serves (#14). Unlike the settings above it changes what is
+    /// written: with `quantize`, the plan (stored under its own key) also builds the quantised
+    /// documents and payloads, see [`super::plan::plan_key`].
+    pub strict: crate::protocol::strict::StrictConfig,
 }
 
 impl Default for PrecomputeOptions {
@@ -42,6 +47,7 @@ impl Default for PrecomputeOptions {
             spill_dir: std::env::temp_dir(),
             limits: PlanLimits::default(),
             priority: super::background::Priority::Normal,
+            strict: crate::protocol::strict::StrictConfig::default(),
         }
     }
 }
@@ -201,44 +207,62 @@ pub fn artifact_list(dataset: &Dataset) -> Vec<Artifact> {
     list
 }
 
-/// The plan of `dataset`: the one stored in the cache under `fingerprint` if there is one,
-/// else a new one, stored create-only (two planners racing store the same bytes; the loser
-/// uses the winner's).
+/// The plan of `dataset` for a deployment serving `quantize` under `/strict`: the one stored
+/// in the cache under `fingerprint` (and [`plan_key`]`(quantize)`) if there is one, else a new
+/// one, stored create-only (two planners racing store the same bytes; the loser uses the
+/// winner's).
 pub async fn load_or_make_plan(
     dataset: &Dataset,
     cache: &ArtifactCache,
     fingerprint: &str,
     limits: PlanLimits,
+    quantize: Option<QuantBits>,
 ) -> Result<Plan, PrecomputeError> {
-    if let Some(stored) = load_plan(cache, fingerprint).await? {
+    if let Some(stored) = load_plan(cache, fingerprint, quantize).await? {
         return Ok(stored);
     }
-    let artifacts = artifact_list(dataset)
-        .iter()
-        .map(Artifact::cache_key)
-        .collect();
+    let artifacts = PlanArtifacts {
+        seed: artifact_list(dataset)
+            .iter()
+            .map(Artifact::cache_key)
+            .collect(),
+        strict: crate::protocol::strict::precompute::artifact_list(dataset, quantize)
+            .iter()
+            .map(|a| a.cache_key())
+            .collect(),
+        quantize,
+    };
     let plan = make_plan(dataset, fingerprint, artifacts, limits).await?;
     let body = bytes::Bytes::from(plan.to_json().into_bytes());
     if cache
-        .put_plain(fingerprint, PLAN_KEY, body, "application/json")
+        .put_plain(fingerprint, &plan_key(quantize), body, "application/json")
         .await?
         == PutOutcome::AlreadyPresent
-        && let Some(stored) = load_plan(cache, fingerprint).await?
+        && let Some(stored) = load_plan(cache, fingerprint, quantize).await?
     {
         return Ok(stored);
     }
     Ok(plan)
 }
 
-/// The plan stored under `fingerprint`, if any.
+/// The plan for `quantize` stored under `fingerprint`, if any.
 pub async fn load_plan(
     cache: &ArtifactCache,
     fingerprint: &str,
+    quantize: Option<QuantBits>,
 ) -> Result<Option<Plan>, PrecomputeError> {
-    let Some(bytes) = cache.get(fingerprint, PLAN_KEY).await? else {
+    let key = plan_key(quantize);
+    let Some(bytes) = cache.get(fingerprint, &key).await? else {
         return Ok(None);
     };
     let plan = Plan::from_json(&bytes)?;
+    if plan.quantize() != quantize {
+        return Err(PlanError::Stored(format!(
+            "`{key}` is a plan for quantisation {:?}, not {quantize:?}",
+            plan.quantize
+        ))
+        .into());
+    }
     if plan.fingerprint != fingerprint {
         return Err(PrecomputeError::StaleFingerprint {
             planned: plan.fingerprint,
@@ -267,7 +291,7 @@ async fn phase_complete(
     pack_done: bool,
 ) -> Result<bool, PrecomputeError> {
     Ok(match phase {
-        PhaseName::Artifacts => false,
+        PhaseName::Artifacts | PhaseName::Ranges | PhaseName::Strict => false,
         PhaseName::Index | PhaseName::Cleanup => pack_done,
         PhaseName::Pack => pack_done,
         PhaseName::Transpose => {
@@ -324,15 +348,17 @@ async fn run_phases(
                 totals.bytes_written += report.bytes_written;
             }
             match (phase.name, report.outcome) {
-                (PhaseName::Artifacts, TaskOutcome::Written) => {
+                (PhaseName::Artifacts | PhaseName::Strict, TaskOutcome::Written) => {
                     summary.written += 1;
                     summary.bytes_written += report.bytes_written;
                 }
-                (PhaseName::Artifacts, TaskOutcome::AlreadyDone) => summary.skipped += 1,
-                (PhaseName::Artifacts, TaskOutcome::Refused) => summary
+                (PhaseName::Artifacts | PhaseName::Strict, TaskOutcome::AlreadyDone) => {
+                    summary.skipped += 1
+                }
+                (PhaseName::Artifacts | PhaseName::Strict, TaskOutcome::Refused) => summary
                     .refused
                     .push((report.output, report.reason.unwrap_or_default())),
-                (PhaseName::Pack | PhaseName::Index, TaskOutcome::Written) => {
+                (PhaseName::Pack | PhaseName::Index | PhaseName::Ranges, TaskOutcome::Written) => {
                     summary.bytes_written += report.bytes_written;
                 }
                 _ => {}
@@ -368,7 +394,14 @@ pub async fn local_env(
     fingerprint: &str,
     options: &PrecomputeOptions,
 ) -> Result<TaskEnv, PrecomputeError> {
-    let plan = load_or_make_plan(&dataset, cache, fingerprint, options.limits).await?;
+    let plan = load_or_make_plan(
+        &dataset,
+        cache,
+        fingerprint,
+        options.limits,
+        options.strict.quantize,
+    )
+    .await?;
     let scratch =
         Scratch::private(&options.spill_dir).map_err(|source| PrecomputeError::ScratchDir {
             dir: options.spill_dir.display().to_string(),

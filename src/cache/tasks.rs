@@ -82,7 +82,8 @@ pub struct TaskReport {
 }
 
 impl TaskReport {
-    fn new(phase: PhaseName, task: u64, output: String) -> Self {
+    /// The report of a task that has not written anything yet.
+    pub(crate) fn new(phase: PhaseName, task: u64, output: String) -> Self {
         TaskReport {
             phase,
             task,
@@ -117,6 +118,9 @@ pub async fn run_task(
         PhaseName::Transpose => transpose_task(env, task).await?,
         PhaseName::Pack => pack_task(env, task).await?,
         PhaseName::Index => index_task(env).await?,
+        // The strict profile's phases (#14).
+        PhaseName::Ranges => crate::protocol::strict::precompute::ranges_task(env, task).await?,
+        PhaseName::Strict => crate::protocol::strict::precompute::strict_task(env, task).await?,
         PhaseName::Cleanup => cleanup_task(env).await?,
     };
     report.seconds = started.elapsed().as_secs_f64();

@@ -118,6 +118,13 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<()> {
     all_warnings.extend(warnings);
     let warnings = all_warnings;
 
+    // Strict profile (#14): what `/strict` leaves out or serves differently. A store the
+    // notes cannot be made for (gene ids beyond the memory budget …) is still inspected.
+    let strict_notes = match cellucid_edge::protocol::strict::report::notes(&ds).await {
+        Ok(notes) => notes,
+        Err(e) => vec![format!("cannot be described for this store: {e}")],
+    };
+
     let fields: Vec<serde_json::Value> = ds
         .obs_fields()
         .iter()
@@ -148,6 +155,7 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<()> {
         "x": layout.x.kind_name(),
         "obsm": layout.obsm.iter().map(|e| serde_json::json!({"key": e.name, "shape": e.shape})).collect::<Vec<_>>(),
         "warnings": warnings,
+        "strict_profile": strict_notes,
         "store_reads": {"gets": metrics.snapshot().gets, "bytes": metrics.snapshot().bytes},
     });
     if args.json {
@@ -216,6 +224,10 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<()> {
         for w in &warnings {
             println!("  - {w}");
         }
+    }
+    println!("strict       what the strict profile (/strict) leaves out or changes:");
+    for note in &strict_notes {
+        println!("  - {note}");
     }
     let reads = metrics.snapshot();
     println!("store reads  {} GETs, {} bytes", reads.gets, reads.bytes);

@@ -42,7 +42,7 @@ pub struct PrecomputeArgs {
     #[arg(long, conflicts_with_all = ["phase", "task"])]
     pub plan: bool,
     /// Run the tasks of this phase only (all of them, `--jobs` at a time, unless `--task`):
-    /// artifacts, transpose, pack, index, cleanup.
+    /// artifacts, transpose, pack, index, ranges (with `--quantize`), strict, cleanup.
     #[arg(long, value_name = "NAME")]
     pub phase: Option<PhaseName>,
     /// With `--phase`: run this one task and print its report (JSON on stdout).
@@ -70,6 +70,11 @@ pub struct PrecomputeArgs {
     /// (tests use it to get many small tasks; a stored plan is used as it is).
     #[arg(long, hide = true)]
     pub block_nnz: Option<u64>,
+    /// Also build the strict profile's quantised documents and obs payloads for a deployment
+    /// serving `--quantize BITS` (8 or 16): a plan of its own, with a `ranges` phase (each
+    /// gene's range, read from the gene pack) before the `strict` one.
+    #[arg(long, value_name = "BITS", env = "CELLUCID_QUANTIZE")]
+    pub quantize: Option<cellucid_edge::model::quantize::QuantBits>,
     #[command(flatten)]
     pub atlas: AtlasArgs,
 }
@@ -90,6 +95,7 @@ impl PrecomputeArgs {
             quiet,
             memory_mb: None,
             block_nnz: None,
+            quantize: None,
             atlas,
         }
     }
@@ -126,6 +132,9 @@ pub async fn run(args: PrecomputeArgs) -> anyhow::Result<()> {
         spill_dir: args.spill_dir.clone().unwrap_or_else(std::env::temp_dir),
         limits,
         priority: Default::default(),
+        strict: cellucid_edge::protocol::strict::StrictConfig {
+            quantize: args.quantize,
+        },
     };
     if args.plan || args.phase.is_some() {
         let [dataset] = catalog.datasets() else {
@@ -136,7 +145,7 @@ pub async fn run(args: PrecomputeArgs) -> anyhow::Result<()> {
             );
         };
         let fp = fingerprint(dataset);
-        let plan = load_or_make_plan(dataset, &cache, &fp, limits)
+        let plan = load_or_make_plan(dataset, &cache, &fp, limits, args.quantize)
             .await
             .context("making the plan")?;
         if args.plan {

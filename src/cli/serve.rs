@@ -64,6 +64,10 @@ pub struct ServeArgs {
     /// answers 421 to any host but this server's, on every route (DNS-rebinding guard).
     #[arg(long = "allowed-host", value_name = "NAME", value_delimiter = ',')]
     pub allowed_hosts: Vec<String>,
+    /// Strict profile (/strict, #14): serve gene and continuous obs values quantised to 8 or
+    /// 16 bits (min/max in the manifests' tuples, NaN as the missing code) instead of float32.
+    #[arg(long, value_name = "BITS", env = "CELLUCID_QUANTIZE")]
+    pub quantize: Option<cellucid_edge::model::quantize::QuantBits>,
     #[command(flatten)]
     pub atlas: AtlasArgs,
 }
@@ -118,6 +122,9 @@ impl ServeArgs {
             request_timeout: self.request_timeout,
             memory_cache_bytes: self.memory_cache_bytes,
             gene_pack_on_demand: !self.no_pack_on_demand,
+            strict: cellucid_edge::protocol::strict::StrictConfig {
+                quantize: self.quantize,
+            },
             ..Config::default()
         })
     }
@@ -168,32 +175,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     println!("local URL:   {base}");
-    let link = |remote: &str| {
-        let encoded: String = url::form_urlencoded::byte_serialize(remote.as_bytes()).collect();
-        format!("https://www.cellucid.com/?remote={encoded}")
-    };
     if private {
         println!(
             "private:     every request needs a share token; make links with \
              `cellucid-edge share --secret-env {} --base {base}`",
             args.share_secret_env.as_deref().unwrap_or_default()
         );
-    } else if catalog.is_multi() {
-        for ds in catalog.datasets() {
-            println!(
-                "viewer link (0.0.9 protocol): {}&dataset={}",
-                link(&base),
-                ds.id()
-            );
-        }
     } else {
-        println!("viewer link (0.0.9 protocol): {}", link(&base));
-    }
-    if !private {
-        for (id, path) in service.mounts().v09().base_paths() {
-            let remote = format!("{base}{path}");
-            println!("0.9 base URL ({id}): {remote}");
-            println!("viewer link (0.9 protocol):   {}", link(&remote));
+        // One link per viewer generation (#14): root, /strict, /v0.9.
+        let v09_bases = service.mounts().v09().base_paths();
+        for link in cellucid_edge::links::viewer_links(&base, &catalog, Some(&v09_bases)) {
+            println!("{}", link.line());
+        }
+        for (id, path) in &v09_bases {
+            println!("0.9 base URL ({id}): {base}{path}");
         }
         eprintln!(
             "note: the 0.9 link is unverified: whether the hosted viewer accepts ?remote= for the \

@@ -46,6 +46,9 @@ pub enum DatasetError {
     /// The same failure, reported to every request that waited for one computation.
     #[error(transparent)]
     Shared(Arc<DatasetError>),
+    /// A strict-profile document could not be produced (#14).
+    #[error(transparent)]
+    Strict(#[from] crate::protocol::strict::StrictError),
 }
 
 impl From<Arc<DatasetError>> for DatasetError {
@@ -72,6 +75,23 @@ impl DatasetError {
             DatasetError::Unsupported(_) | DatasetError::Compute(_) => ErrorClass::Internal,
             DatasetError::TooLarge(_) => ErrorClass::TooLarge,
             DatasetError::Shared(inner) => inner.class(),
+            DatasetError::Strict(e) => {
+                use crate::protocol::strict::StrictError as S;
+                match e {
+                    // The data has no strict form (repeated categories or keys, an empty key,
+                    // a graph that cannot be weighted): what the store holds, not a bug.
+                    S::DuplicateCategory { .. }
+                    | S::DuplicateObsKey
+                    | S::EmptyObsKey
+                    | S::NoStrictGraph(_) => ErrorClass::BadStore,
+                    // A seed body that does not translate (also a damaged cache object) or
+                    // a document that does not serialise.
+                    S::MalformedSeed { .. }
+                    | S::SeedJson { .. }
+                    | S::Serialize { .. }
+                    | S::BadSeedPayload { .. } => ErrorClass::Internal,
+                }
+            }
         }
     }
 

@@ -12,10 +12,13 @@ mod context;
 mod documents;
 mod error;
 pub mod fields;
+// Strict profile (#14): the graph's weights and degree rule.
+mod strict_graph;
 
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use tokio::sync::OnceCell;
 
 use crate::anndata::{AnnDataLayout, AnnDataStore, ColumnEncoding, ColumnMeta, MatrixMeta};
 use crate::compute::run_sized;
@@ -37,6 +40,7 @@ use crate::store::StoreLocation;
 pub use context::DatasetContext;
 pub use error::{DatasetError, ErrorClass};
 pub use fields::FieldKind;
+pub use strict_graph::StrictGraph;
 
 /// Settings of the reference adapter that change artifacts (they enter the cache fingerprint).
 #[derive(Debug, Clone)]
@@ -190,6 +194,8 @@ pub struct Dataset {
     obs_field_names: Vec<String>,
     /// This atlas's buffers, in the process-wide budget.
     memory: BudgetScope,
+    /// Strict profile (#14): the graph's strict verdict (a few words; see `strict_graph.rs`).
+    strict_graph: OnceCell<Option<Arc<StrictGraph>>>,
     /// What is left out or suspicious: the layout's warnings, then what was found later.
     warnings: Mutex<Vec<String>>,
     /// Bounds concurrent on-demand gene reads that scan X (a CSR X, or a dense X chunked by
@@ -280,6 +286,7 @@ impl Dataset {
             obs_fields,
             obs_field_names,
             memory: context.budget.scope(),
+            strict_graph: OnceCell::new(),
             warnings: Mutex::new(warnings),
             csr_scans: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),

@@ -14,12 +14,14 @@ pub mod latent;
 pub mod obsm;
 pub mod outliers;
 pub mod quantile;
+pub mod quantize;
 pub mod reduce;
 pub mod safe_name;
 #[cfg(test)]
 pub(crate) mod testutil;
 pub mod umap;
 pub mod vectors;
+pub mod weights;
 
 pub use error::{ModelError, ModelResult};
 pub use obsm::ObsmEntry;

@@ -3,6 +3,7 @@
 use bytes::Bytes;
 
 use super::route::{ObsPayload, Route};
+use super::strict::{ScanLimit, StrictArtifact};
 use crate::dataset::{Dataset, DatasetError};
 use crate::model::safe_name::safe_name;
 
@@ -52,6 +53,9 @@ pub enum Artifact {
     EdgesDst,
     /// vector field (id, dim)
     Vectors(String, u8),
+    /// An artifact only the strict profile serves (its documents, edge weights, quantised
+    /// payloads; see [`crate::protocol::strict`]).
+    Strict(StrictArtifact),
 }
 
 impl Artifact {
@@ -71,6 +75,7 @@ impl Artifact {
             Artifact::EdgesSrc => "connectivity/edges.src.bin".into(),
             Artifact::EdgesDst => "connectivity/edges.dst.bin".into(),
             Artifact::Vectors(id, d) => format!("vectors/{}_{d}d.bin", safe_name(id)),
+            Artifact::Strict(s) => s.cache_key(),
         }
     }
 
@@ -81,6 +86,7 @@ impl Artifact {
             | Artifact::ObsManifest
             | Artifact::VarManifest
             | Artifact::ConnectivityManifest => ArtifactKind::Json,
+            Artifact::Strict(s) if s.is_json() => ArtifactKind::Json,
             _ => ArtifactKind::Binary,
         }
     }
@@ -103,6 +109,35 @@ impl Artifact {
             Artifact::EdgesSrc => dataset.edge_file(true).await,
             Artifact::EdgesDst => dataset.edge_file(false).await,
             Artifact::Vectors(id, d) => dataset.vectors(id, *d).await,
+            Artifact::Strict(s) => s.compute(dataset).await,
+        }
+    }
+
+    /// The artifact whose body this one is translated from (strict documents and quantised
+    /// payloads), so the HTTP layer can take that body from memory or the cache prefix and
+    /// only call [`Artifact::derive`].
+    pub fn derived_from(&self) -> Option<Artifact> {
+        match self {
+            Artifact::Strict(s) => s.source(),
+            _ => None,
+        }
+    }
+
+    /// This artifact's body from the body of [`Artifact::derived_from`].
+    pub async fn derive(&self, dataset: &Dataset, source: Bytes) -> Result<Bytes, DatasetError> {
+        match self {
+            Artifact::Strict(s) => s.derive(dataset, source, ScanLimit::Dataset).await,
+            _ => self.compute(dataset).await,
+        }
+    }
+
+    /// Whether a computed body is written back to the cache prefix: not for genes, which come
+    /// from the gene-major pack `precompute` builds, nor for what derives from a gene.
+    pub fn write_back(&self) -> bool {
+        match self {
+            Artifact::Gene(_) => false,
+            Artifact::Strict(s) => s.write_back(),
+            _ => true,
         }
     }
 }

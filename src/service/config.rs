@@ -65,6 +65,9 @@ pub mod env {
     pub const LATENT_KEY: &str = "CELLUCID_LATENT_KEY";
     /// var column holding gene ids.
     pub const GENE_ID_COLUMN: &str = "CELLUCID_GENE_ID_COLUMN";
+    /// Strict profile (#14): `8` or `16` to serve quantised gene and continuous obs values
+    /// under `/strict` (float32 when unset).
+    pub const QUANTIZE: &str = "CELLUCID_QUANTIZE";
 }
 
 /// The configuration of the service and its transports.
@@ -108,6 +111,9 @@ pub struct Config {
     pub deadline_margin: Duration,
     /// Open the atlas during the Lambda's init (`true`) or on the first request.
     pub open_at_init: bool,
+    /// The strict profile under `/strict` (#14): e.g. quantised payloads (`serve --quantize`,
+    /// [`env::QUANTIZE`]).
+    pub strict: crate::protocol::strict::StrictConfig,
 }
 
 impl Default for Config {
@@ -131,6 +137,7 @@ impl Default for Config {
             presign_ttl: DEFAULT_PRESIGN_TTL,
             deadline_margin: DEFAULT_DEADLINE_MARGIN,
             open_at_init: true,
+            strict: crate::protocol::strict::StrictConfig::default(),
         }
     }
 }
@@ -267,6 +274,15 @@ impl Config {
         if let Some(column) = get(env::GENE_ID_COLUMN) {
             dataset.gene_id_column = column;
         }
+        let strict = crate::protocol::strict::StrictConfig {
+            quantize: match get(env::QUANTIZE) {
+                Some(v) => Some(
+                    v.parse::<crate::model::quantize::QuantBits>()
+                        .map_err(|e| invalid(env::QUANTIZE, &v, e.to_string()))?,
+                ),
+                None => None,
+            },
+        };
         Ok(Config {
             data_url: get(env::DATA_URL),
             ready_url: get(env::READY_URL),
@@ -288,6 +304,7 @@ impl Config {
             presign_ttl,
             deadline_margin,
             open_at_init,
+            strict,
         })
     }
 }
@@ -330,6 +347,7 @@ mod tests {
             (env::CACHE_URL, ""),
             (env::PRESIGN_SECONDS, "120"),
             (env::REQUEST_TIMEOUT, "25s"),
+            (env::QUANTIZE, "16"),
         ];
         let config = Config::from_lookup(lookup(&vars)).expect("valid config");
         assert_eq!(config.data_url.as_deref(), Some("s3://bucket/atlases/"));
@@ -341,6 +359,10 @@ mod tests {
         assert_eq!(config.request_timeout, Duration::from_secs(25));
         assert!(!config.open_at_init);
         assert!(config.share.is_some());
+        assert_eq!(
+            config.strict.quantize,
+            Some(crate::model::quantize::QuantBits::U16)
+        );
         assert!(!format!("{config:?}").contains("sufficient"));
     }
 
@@ -354,6 +376,7 @@ mod tests {
             (env::SHARE_SECRET, "short"),
             (env::REQUEST_TIMEOUT, "soon"),
             (env::OPEN_AT_INIT, "maybe"),
+            (env::QUANTIZE, "12"),
         ] {
             let vars = [(var, value)];
             assert!(Config::from_lookup(lookup(&vars)).is_err(), "{var}={value}");

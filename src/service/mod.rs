@@ -5,7 +5,8 @@
 //!    token — for every path of every protocol;
 //! 2. the [`router`] — path → a typed target of one protocol, the share token's dataset binding
 //!    enforced for every target;
-//! 3. the protocol handler — seed ([`crate::http::SeedProtocol`]), 0.9
+//! 3. the protocol handler — seed ([`crate::http::SeedProtocol`]), its strict profile
+//!    (the same handler, [`crate::protocol::strict`] paths and documents), 0.9
 //!    ([`crate::v09::Frontend`]) — within the deadline;
 //!
 //! and answers one `Response<`[`Body`]`>`: bytes, a length-checked stream, or a body withheld
@@ -199,7 +200,9 @@ impl Service {
         mount.decorate(&self.config.cors, response.headers_mut(), origin.as_deref());
         let total_ms = started.elapsed().as_secs_f64() * 1000.0;
         let (outcome, compute_ms) = match mount {
-            Mount::Seed => SeedProtocol::server_timing(&mut response, reads.snapshot(), total_ms),
+            Mount::Seed | Mount::Strict => {
+                SeedProtocol::server_timing(&mut response, reads.snapshot(), total_ms)
+            }
             Mount::V09 => (None, None),
         };
         if request.method() == Method::HEAD {
@@ -271,6 +274,17 @@ impl Service {
             } => {
                 frontend
                     .serve(request, source, &route, &shown, admission, identity)
+                    .await
+            }
+            Target::StrictControl(control) => {
+                mounts
+                    .seed()
+                    .strict_control(control, Some(identity), admission.bound_dataset())
+            }
+            Target::StrictArtifact(dataset, route) => {
+                mounts
+                    .seed()
+                    .strict_artifact(request.headers(), dataset, &route, &self.config.strict)
                     .await
             }
             Target::Miss(miss) => miss.response(mount),

@@ -3,10 +3,10 @@
 //! enforces a share token's dataset binding for every target.
 //!
 //! Mount points: the seed protocol (0.0.9) at the origin root, the 0.9 protocol under
-//! [`BASE_PATH`](crate::v09::BASE_PATH). The strict profile mounts at `/strict`: one more
-//! [`Mount`] variant (its prefix test in [`Mount::of`], its headers in [`Mount::decorate`],
-//! its method rules in [`Mount::preflight`]), one more [`Target`] variant built in [`route`],
-//! and one more arm in the service's dispatch. Transports never change.
+//! [`BASE_PATH`](crate::v09::BASE_PATH), the strict profile under
+//! [`strict::BASE`](crate::protocol::strict::BASE) (its own [`Mount`] and [`Target`]
+//! variants; the seed's headers and method rules, its own paths and documents). Transports
+//! never change.
 
 use std::sync::Arc;
 
@@ -19,6 +19,7 @@ use crate::catalog::Catalog;
 use crate::dataset::Dataset;
 use crate::http::response::{forbidden, retry_later, text};
 use crate::http::{CorsPolicy, SeedProtocol, apply_common_headers};
+use crate::protocol::strict::{self, StrictControl, StrictRoute, StrictTarget};
 use crate::protocol::{PathError, Route, decode_path, parse_route};
 use crate::share::ShareError;
 use crate::v09::documents::portable_id_from;
@@ -32,6 +33,8 @@ pub enum Mount {
     Seed,
     /// The 0.9 protocol under `/v0.9`.
     V09,
+    /// The strict profile of the seed protocol under `/strict` (#14).
+    Strict,
 }
 
 impl Mount {
@@ -39,6 +42,8 @@ impl Mount {
     pub fn of(path: &str) -> Mount {
         if v09::is_v09_path(path) {
             Mount::V09
+        } else if strict::below_base(path).is_some() {
+            Mount::Strict
         } else {
             Mount::Seed
         }
@@ -47,7 +52,7 @@ impl Mount {
     /// Add the protocol's common headers (CORS, `Vary`, `Cache-Control`, exposed headers).
     pub fn decorate(self, cors: &CorsPolicy, headers: &mut HeaderMap, origin: Option<&str>) {
         match self {
-            Mount::Seed => apply_common_headers(cors, headers, origin),
+            Mount::Seed | Mount::Strict => apply_common_headers(cors, headers, origin),
             Mount::V09 => v09::common_headers(cors, headers, origin),
         }
     }
@@ -55,7 +60,7 @@ impl Mount {
     /// The protocol's answer to a method it does not route, if that is the case.
     pub fn preflight<B>(self, request: &Request<B>) -> Option<Response<Body>> {
         match self {
-            Mount::Seed => SeedProtocol::preflight(request),
+            Mount::Seed | Mount::Strict => SeedProtocol::preflight(request),
             Mount::V09 => Frontend::preflight(request),
         }
     }
@@ -78,6 +83,10 @@ pub enum Target<'m> {
         /// The decoded request path, for messages.
         shown: String,
     },
+    /// A strict control document (`/strict/_cellucid/health|info|datasets`).
+    StrictControl(StrictControl),
+    /// A strict document or payload of one atlas.
+    StrictArtifact(&'m Arc<Dataset>, StrictRoute),
     /// Nowhere.
     Miss(Miss),
 }
@@ -104,7 +113,7 @@ impl Miss {
             Miss::TooLong => text(StatusCode::URI_TOO_LONG, "Request path too long"),
             Miss::BadPath(reason) => text(StatusCode::BAD_REQUEST, reason),
             Miss::NotFound(shown) => match mount {
-                Mount::Seed => text(StatusCode::NOT_FOUND, "Not found"),
+                Mount::Seed | Mount::Strict => text(StatusCode::NOT_FOUND, "Not found"),
                 Mount::V09 => v09::not_found(shown),
             },
             Miss::WrongDataset => forbidden(&ShareError::WrongDataset),
@@ -218,6 +227,7 @@ pub fn route<'m, B>(
     match mount {
         Mount::Seed => route_seed(&mounts.catalog, request, admission),
         Mount::V09 => route_v09(mounts, request, admission),
+        Mount::Strict => route_strict(&mounts.catalog, request, admission),
     }
 }
 
@@ -225,7 +235,9 @@ pub fn route<'m, B>(
 pub fn wants_fresh_catalogue(target: &Target<'_>) -> bool {
     matches!(
         target,
-        Target::Miss(Miss::Opening) | Target::SeedControl(Route::Datasets)
+        Target::Miss(Miss::Opening)
+            | Target::SeedControl(Route::Datasets)
+            | Target::StrictControl(StrictControl::Datasets)
     )
 }
 
@@ -313,5 +325,46 @@ fn route_v09<'m, B>(mounts: &'m Mounts, request: &Request<B>, admission: &Admiss
         source,
         route: route.to_string(),
         shown: decoded.clone(),
+    }
+}
+
+/// The strict profile (#14): a path below `/strict`, decoded as the seed decodes, against the
+/// strict catalogue (each atlas at its one declared path).
+fn route_strict<'m, B>(
+    catalog: &'m Catalog,
+    request: &Request<B>,
+    admission: &Admission,
+) -> Target<'m> {
+    let decoded = match decode_path(request.uri().path()) {
+        Ok(p) => p,
+        Err(PathError::TooLong) => return Target::Miss(Miss::TooLong),
+        Err(e) => return Target::Miss(Miss::BadPath(e.to_string())),
+    };
+    let Some(below) = strict::below_base(&decoded) else {
+        return Target::Miss(Miss::NotFound(decoded));
+    };
+    match strict::parse_target(catalog, below) {
+        Some(StrictTarget::Control(control)) => Target::StrictControl(control),
+        Some(StrictTarget::Dataset(dataset, route)) => {
+            if admission
+                .bound_dataset()
+                .is_some_and(|bound| dataset.id() != bound)
+            {
+                return Target::Miss(Miss::WrongDataset);
+            }
+            Target::StrictArtifact(dataset, route)
+        }
+        None => {
+            let first = below.split('/').next().unwrap_or_default();
+            let pending = catalog.is_multi()
+                && catalog
+                    .pending_ids()
+                    .any(|id| strict::naming::strict_dataset_id(id) == first);
+            Target::Miss(if pending {
+                Miss::Opening
+            } else {
+                Miss::NotFound(decoded.clone())
+            })
+        }
     }
 }

@@ -58,6 +58,8 @@ function settingsFromContext(get) {
     httpApiRateLimit: num('httpApiRateLimit', 100),
     httpApiBurstLimit: num('httpApiBurstLimit', 200),
     shareSecret: str('shareSecret', undefined),
+    // CELLUCID_QUANTIZE: quantised gene and continuous obs values under /strict (8 or 16).
+    quantize: num('quantize', undefined),
     precompute: precomputeSettings(str, bool, num),
   };
   if (!['x86_64', 'arm64'].includes(settings.architecture)) {
@@ -69,6 +71,9 @@ function settingsFromContext(get) {
   if (settings.dataPrefix && (c.startsWith(d) || d.startsWith(c))) {
     throw new Error('cachePrefix and dataPrefix must not contain each other: the function may write only the cache prefix');
   }
+  if (settings.quantize !== undefined && ![8, 16].includes(settings.quantize)) {
+    throw new Error(`quantize must be 8 or 16, not ${settings.quantize}`);
+  }
   if (!(settings.maxBodyBytes > 0 && settings.maxBodyBytes <= 4718592)) {
     throw new Error('maxBodyBytes must be between 1 and 4718592 (6 MiB of base64)');
   }
@@ -78,6 +83,25 @@ function settingsFromContext(get) {
 /** `https://www.cellucid.com/?remote=<url-encoded https://host>` for a host token. */
 function viewerUrl(host) {
   return cdk.Fn.join('', [VIEWER, 'https%3A%2F%2F', host]);
+}
+
+/**
+ * One viewer link per viewer generation (what `cellucid-edge serve` prints): the seed protocol
+ * at the root, the strict profile under /strict, the 0.9 protocol under /v0.9. Each output's
+ * description says which viewer it is for.
+ */
+function addViewerLinkOutputs(scope, prefix, host) {
+  const links = [
+    ['SeedViewerLink', '0.0.9-era viewer builds (seed protocol, byte-exact, at the root)', ''],
+    ['StrictViewerLink', '2026 viewer builds with strict validation (strict profile at /strict)', '%2Fstrict'],
+    ['V09ViewerLink', 'cellucid 0.9.5 (raw AnnData with ranged reads under /v0.9)', '%2Fv0.9'],
+  ];
+  for (const [id, viewer, suffix] of links) {
+    new cdk.CfnOutput(scope, `${prefix}${id}`, {
+      value: cdk.Fn.join('', [VIEWER, 'https%3A%2F%2F', host, suffix]),
+      description: `Viewer link for ${viewer}`,
+    });
+  }
 }
 
 class CellucidEdgeStack extends cdk.Stack {
@@ -194,6 +218,7 @@ class CellucidEdgeStack extends cdk.Stack {
     };
     if (!s.serveDemo) environment.CELLUCID_DATA_URL = dataUrl;
     if (s.shareSecret) environment.CELLUCID_SHARE_SECRET = s.shareSecret;
+    if (s.quantize !== undefined) environment.CELLUCID_QUANTIZE = String(s.quantize);
     const fn = new lambda.Function(this, 'Function', {
       functionName: s.name,
       description: 'cellucid-edge: AnnData-Zarr atlases for the Cellucid viewer',
@@ -221,6 +246,8 @@ class CellucidEdgeStack extends cdk.Stack {
       new cdk.CfnOutput(this, 'ViewerUrl', { value: viewerUrl(host), description: 'Share this: the Cellucid viewer opened on the function URL' });
       new cdk.CfnOutput(this, 'RemoteUrlV09', { value: cdk.Fn.join('', ['https://', host, '/v0.9']), description: 'Base URL of the Cellucid 0.9 protocol (under /v0.9, beside the seed protocol at the root)' });
       new cdk.CfnOutput(this, 'ViewerUrlV09', { value: cdk.Fn.join('', [VIEWER, 'https%3A%2F%2F', host, '%2Fv0.9']), description: 'The viewer opened on the 0.9 protocol base URL (unverified for the hosted viewer; see README)' });
+      new cdk.CfnOutput(this, 'RemoteUrlStrict', { value: cdk.Fn.join('', ['https://', host, '/strict']), description: 'Base URL of the strict profile (2026 viewer builds with strict validation), under /strict' });
+      addViewerLinkOutputs(this, 'FunctionUrl', host);
     }
 
     // --- HTTP API ($default stage: paths carry no stage prefix) ---------------------------------
@@ -263,6 +290,7 @@ class CellucidEdgeStack extends cdk.Stack {
       const host = `${api.apiId}.execute-api.${this.region}.${this.urlSuffix}`;
       new cdk.CfnOutput(this, 'HttpApiUrl', { value: `https://${host}`, description: 'HTTP API base URL' });
       new cdk.CfnOutput(this, 'ViewerUrlHttpApi', { value: viewerUrl(host), description: 'The Cellucid viewer opened on the HTTP API' });
+      addViewerLinkOutputs(this, 'HttpApi', host);
     }
 
     // --- Distributed precompute (distprecompute) ------------------------------------------------

@@ -78,6 +78,32 @@ test('public function URL: both invoke statements, buffered, no URL-level CORS',
   t.hasOutput('ViewerUrlV09', { Value: { 'Fn::Join': ['', Match.arrayWith(['https://www.cellucid.com/?remote=https%3A%2F%2F', '%2Fv0.9'])] } });
 });
 
+test('one viewer link per generation, saying which viewer it is for', () => {
+  const t = synth({});
+  for (const prefix of ['FunctionUrl', 'HttpApi']) {
+    t.hasOutput(`${prefix}SeedViewerLink`, {
+      Description: Match.stringLikeRegexp('0\\.0\\.9-era'),
+      Value: { 'Fn::Join': ['', Match.arrayWith(['https://www.cellucid.com/?remote=https%3A%2F%2F', ''])] },
+    });
+    t.hasOutput(`${prefix}StrictViewerLink`, {
+      Description: Match.stringLikeRegexp('strict validation'),
+      Value: { 'Fn::Join': ['', Match.arrayWith(['https://www.cellucid.com/?remote=https%3A%2F%2F', '%2Fstrict'])] },
+    });
+    t.hasOutput(`${prefix}V09ViewerLink`, {
+      Description: Match.stringLikeRegexp('cellucid 0\\.9\\.5'),
+      Value: { 'Fn::Join': ['', Match.arrayWith(['https://www.cellucid.com/?remote=https%3A%2F%2F', '%2Fv0.9'])] },
+    });
+  }
+});
+
+test('quantisation reaches the function and is validated', () => {
+  const t = synth({ quantize: '8' });
+  t.hasResourceProperties('AWS::Lambda::Function', {
+    Environment: { Variables: Match.objectLike({ CELLUCID_QUANTIZE: '8' }) },
+  });
+  assert.throws(() => synth({ quantize: '12' }), /quantize must be 8 or 16/);
+});
+
 test('existing bucket, arm64 and reserved concurrency', () => {
   const t = synth({ createBucket: false, bucketName: 'lab-shared', architecture: 'arm64', reservedConcurrency: 5 });
   t.resourceCountIs('AWS::S3::Bucket', 0);

@@ -1,6 +1,10 @@
 //! The seed protocol (cellucid 0.0.9) as a handler behind the router: its method rules, its
 //! control documents and its artifacts, byte-exact, with gzip negotiation and strong ETags.
 //! The router has already resolved the dataset and the route, and checked the share grant.
+//!
+//! The strict profile (#14, [`crate::protocol::strict`]) is served by the same handler: its
+//! paths resolve to artifacts rendered by the same [`Renderer`] (its documents and quantised
+//! payloads derived from the seed's bodies), answered like the seed's.
 
 mod render;
 
@@ -16,7 +20,8 @@ use super::errors::error_response;
 use super::response::{ServerIdentity, empty, json_bytes, set_len_and_type, text};
 use crate::catalog::Catalog;
 use crate::dataset::Dataset;
-use crate::protocol::{Route, resolve_artifact};
+use crate::protocol::strict::{self, StrictConfig, StrictControl, StrictRoute};
+use crate::protocol::{Artifact, Route, resolve_artifact};
 use crate::service::{Body, Config, Deliverable};
 use crate::store::ReadMetricsSnapshot;
 use render::{AtlasState, Outcome, Renderer};
@@ -203,19 +208,71 @@ impl SeedProtocol {
         dataset: &Arc<Dataset>,
         route: &Route,
     ) -> Response<Body> {
-        let artifact = match resolve_artifact(dataset, route).await {
-            Ok(a) => a,
-            Err(e) => return error_response(&e),
-        };
+        match resolve_artifact(dataset, route).await {
+            Ok(artifact) => {
+                self.respond(headers, dataset, &artifact, route.is_raw_gzip())
+                    .await
+            }
+            Err(e) => error_response(&e),
+        }
+    }
+
+    // ── strict profile (#14) ─────────────────────────────────────────────────────────────
+
+    /// A strict control document: the strict `_cellucid/datasets` (each atlas at its strict
+    /// path; a share token's dataset only), or the seed's health and info (already strict).
+    pub fn strict_control(
+        &self,
+        control: StrictControl,
+        identity: Option<&ServerIdentity>,
+        scope: Option<&str>,
+    ) -> Response<Body> {
+        match strict::control_document(&self.catalog, control, scope) {
+            Some(document) => json_bytes(serde_json::to_vec(&document).unwrap_or_default().into()),
+            None => {
+                let route = match control {
+                    StrictControl::Info => Route::Info,
+                    _ => Route::Health,
+                };
+                self.control(&route, identity, scope)
+            }
+        }
+    }
+
+    /// A strict document or payload of `dataset`, answered like a seed artifact (gzip, ETag,
+    /// 304, deliverable); what the strict documents do not advertise is a 404.
+    pub async fn strict_artifact(
+        &self,
+        headers: &HeaderMap,
+        dataset: &Arc<Dataset>,
+        route: &StrictRoute,
+        config: &StrictConfig,
+    ) -> Response<Body> {
+        match strict::resolve(dataset, route, config).await {
+            Ok(artifact) => self.respond(headers, dataset, &artifact, false).await,
+            Err(e) => error_response(&e),
+        }
+    }
+
+    // ── end of the strict profile ────────────────────────────────────────────────────────
+
+    /// The response carrying `artifact`; `raw_gzip`: the URL asked for the gzip file itself
+    /// (sent without `Content-Encoding`).
+    async fn respond(
+        &self,
+        headers: &HeaderMap,
+        dataset: &Arc<Dataset>,
+        artifact: &Artifact,
+        raw_gzip: bool,
+    ) -> Response<Body> {
         let Some(state) = self.atlases.get(dataset.id()) else {
             return text(StatusCode::NOT_FOUND, "Not found");
         };
-        let (rendered, outcome) = match self.renderer.render(state, dataset, &artifact).await {
+        let (rendered, outcome) = match self.renderer.render(state, dataset, artifact).await {
             Ok(r) => r,
             Err(e) => return error_response(&e),
         };
         let content_type = artifact.kind().content_type();
-        let raw_gzip = route.is_raw_gzip();
         let gzip_ok = accepts_gzip(
             headers
                 .get(header::ACCEPT_ENCODING)

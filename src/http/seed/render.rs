@@ -1,6 +1,8 @@
 //! Rendering seed artifacts: the process's memory budget → cache prefix (one GET; genes from
 //! the gene-major pack) → compute, with computed artifacts written back create-only, and the
-//! on-demand gene pack build. Inflating, compressing and hashing bodies run through
+//! on-demand gene pack build. Artifacts derived from another one (the strict profile's
+//! documents and quantised payloads, [`Artifact::derived_from`]) are computed from that
+//! artifact's rendered body. Inflating, compressing and hashing bodies run through
 //! [`crate::compute`] (off the executor when large, abandoned when the request's deadline
 //! drops the future).
 
@@ -83,6 +85,12 @@ fn gzip_tag(gzipped: &[u8]) -> String {
     hex::encode(&Sha256::digest(gzipped)[..8])
 }
 
+/// The memory-budget key of `artifact` of `dataset` (dataset ids are safe names, without NUL:
+/// the key cannot be ambiguous).
+fn rendered_key(dataset: &Dataset, artifact: &Artifact) -> ItemKey {
+    ItemKey::text(format!("{}\0{}", dataset.id(), artifact.cache_key()))
+}
+
 fn etag_digest(fingerprint: &str, key: &str) -> String {
     let mut hasher = Sha256::new();
     hasher.update(fingerprint.as_bytes());
@@ -163,8 +171,7 @@ impl Renderer {
         dataset: &Arc<Dataset>,
         artifact: &Artifact,
     ) -> Result<(Arc<Rendered>, Outcome), Arc<DatasetError>> {
-        // Dataset ids are safe names (no NUL): the key cannot be ambiguous.
-        let key = ItemKey::text(format!("{}\0{}", dataset.id(), artifact.cache_key()));
+        let key = rendered_key(dataset, artifact);
         if let Some(found) = self.rendered.get::<Rendered>(&key).await {
             return Ok((found, Outcome::Memory));
         }
@@ -205,6 +212,8 @@ impl Renderer {
                     },
                     None => None,
                 },
+                // Never stored (derived from a gene on every cold request): no GET.
+                a if !a.write_back() => None,
                 _ => match cache.get(fingerprint, &key).await {
                     Ok(found) => found,
                     Err(e) => {
@@ -228,7 +237,15 @@ impl Renderer {
             }
         }
         let computing = Instant::now();
-        let body = artifact.compute(dataset).await?;
+        let body = match artifact.derived_from() {
+            // Strict documents and quantised payloads (#14): translated from the source
+            // artifact's body, itself from memory, the cache prefix or computed.
+            Some(source) => {
+                let source_body = self.source_body(state, dataset, &source).await?;
+                artifact.derive(dataset, source_body).await?
+            }
+            None => artifact.compute(dataset).await?,
+        };
         let (gzipped, tag) = {
             let body = body.clone();
             run_sized(body.len(), move || {
@@ -239,9 +256,10 @@ impl Renderer {
             .await?
         };
         let compute_ms = computing.elapsed().as_secs_f64() * 1000.0;
-        // Genes are not written one by one: precompute builds the gene-major pack.
+        // Genes (and what is derived from one) are not written one by one: precompute builds
+        // the gene-major pack.
         if let Some(cache) = &self.cache
-            && !matches!(artifact, Artifact::Gene(_))
+            && artifact.write_back()
             && let Err(e) = cache
                 .put(
                     fingerprint,
@@ -265,6 +283,24 @@ impl Renderer {
             },
             Outcome::Computed(compute_ms),
         ))
+    }
+
+    /// The uncompressed body of `source` for a derived artifact: from the in-memory LRU, else
+    /// loaded or computed (and then kept in the LRU like any rendered artifact).
+    async fn source_body(
+        &self,
+        state: &AtlasState,
+        dataset: &Arc<Dataset>,
+        source: &Artifact,
+    ) -> Result<Bytes, DatasetError> {
+        let key = rendered_key(dataset, source);
+        if let Some(found) = self.rendered.get::<Rendered>(&key).await {
+            return found.identity().await;
+        }
+        let (rendered, _) = Box::pin(self.load_or_compute(state, dataset, source)).await?;
+        let body = rendered.identity().await?;
+        self.rendered.insert(key, Arc::new(rendered)).await;
+        Ok(body)
     }
 
     /// Load the gene pack index of `dataset` now (starting its on-demand build when allowed)

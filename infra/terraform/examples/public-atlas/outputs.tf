@@ -3,6 +3,11 @@ output "viewer_url" {
   value       = module.cellucid_edge.viewer_url
 }
 
+output "viewer_links" {
+  description = "One viewer link per viewer generation (0.0.9-era builds: root; 2026 builds with strict validation: /strict; cellucid 0.9.5: /v0.9)."
+  value       = module.cellucid_edge.viewer_links
+}
+
 output "function_url" {
   description = "The function URL (the viewer's remote)."
   value       = module.cellucid_edge.function_url

@@ -23,6 +23,7 @@ locals {
       CELLUCID_SHARE_SECRET    = var.share_secret
       CELLUCID_LOG             = var.log_level
       CELLUCID_LOG_FORMAT      = "json"
+      CELLUCID_QUANTIZE        = var.quantize == null ? null : tostring(var.quantize)
     } : k => v if v != null && v != ""
   }
 

@@ -43,6 +43,34 @@ output "viewer_url_v09" {
   value       = "https://www.cellucid.com/?remote=${urlencode("${local.public_url}/v0.9")}"
 }
 
+output "remote_url_strict" {
+  description = "Base URL of the strict profile (for the 2026 viewer builds with strict validation), mounted under /strict beside the seed protocol at the root."
+  value       = "${local.public_url}/strict"
+}
+
+output "viewer_url_strict" {
+  description = "The viewer opened on the strict profile: for the 2026 viewer builds with strict validation."
+  value       = "https://www.cellucid.com/?remote=${urlencode("${local.public_url}/strict")}"
+}
+
+output "viewer_links" {
+  description = "One viewer link per viewer generation, each saying which viewer it is for (what `cellucid-edge serve` prints)."
+  value = [
+    {
+      viewer = "0.0.9-era viewer builds (seed protocol, byte-exact, at the root)"
+      url    = "https://www.cellucid.com/?remote=${urlencode(local.public_url)}"
+    },
+    {
+      viewer = "2026 viewer builds with strict validation (strict profile at /strict)"
+      url    = "https://www.cellucid.com/?remote=${urlencode("${local.public_url}/strict")}"
+    },
+    {
+      viewer = "cellucid 0.9.5 (raw AnnData with ranged reads under /v0.9)"
+      url    = "https://www.cellucid.com/?remote=${urlencode("${local.public_url}/v0.9")}"
+    },
+  ]
+}
+
 output "viewer_url_http_api" {
   description = "The viewer opened on the HTTP API (null when disabled)."
   value       = var.enable_http_api ? "https://www.cellucid.com/?remote=${urlencode(local.http_api_url)}" : null

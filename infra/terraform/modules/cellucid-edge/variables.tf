@@ -111,6 +111,17 @@ variable "max_body_bytes" {
   }
 }
 
+variable "quantize" {
+  description = "CELLUCID_QUANTIZE: serve gene and continuous obs values of the strict profile (/strict) quantised to 8 or 16 bits (null = float32). Run `cellucid-edge precompute --quantize` with the same value."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.quantize == null ? true : contains([8, 16], var.quantize)
+    error_message = "quantize must be 8, 16 or null."
+  }
+}
+
 variable "share_secret" {
   description = "CELLUCID_SHARE_SECRET for share links (optional)."
   type        = string

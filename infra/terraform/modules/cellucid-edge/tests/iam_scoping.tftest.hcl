@@ -202,6 +202,16 @@ run "new_bucket_least_privilege" {
     condition     = output.viewer_url_http_api == "https://www.cellucid.com/?remote=https%3A%2F%2Fa1b2c3d4e5.execute-api.eu-west-1.amazonaws.com"
     error_message = "The HTTP API share URL."
   }
+
+  assert {
+    condition     = output.viewer_url_strict == "https://www.cellucid.com/?remote=https%3A%2F%2Fabcdefghijklmnopqrstuvwxyz234567.lambda-url.eu-west-1.on.aws%2Fstrict"
+    error_message = "The strict share URL carries the url-encoded /strict base URL."
+  }
+
+  assert {
+    condition     = length(output.viewer_links) == 3 && output.viewer_links[1].url == output.viewer_url_strict && output.viewer_links[0].url == output.viewer_url && output.viewer_links[2].url == output.viewer_url_v09
+    error_message = "One viewer link per generation: root, /strict, /v0.9."
+  }
 }
 
 run "existing_bucket_nested_prefixes" {
@@ -318,4 +328,27 @@ run "unknown_architecture_is_refused" {
   }
 
   expect_failures = [var.architecture]
+}
+
+run "quantize_reaches_the_function" {
+  command = plan
+
+  variables {
+    quantize = 16
+  }
+
+  assert {
+    condition     = aws_lambda_function.this.environment[0].variables["CELLUCID_QUANTIZE"] == "16"
+    error_message = "CELLUCID_QUANTIZE carries the strict profile's quantisation."
+  }
+}
+
+run "quantize_must_be_8_or_16" {
+  command = plan
+
+  variables {
+    quantize = 12
+  }
+
+  expect_failures = [var.quantize]
 }
