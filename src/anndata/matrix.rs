@@ -303,54 +303,116 @@ impl AnnDataStore {
             });
         }
         let [_, indices_array, data_array] = self.sparse_parts(meta).await?;
+        let chunk = indices_array.chunk_shape().first().copied().unwrap_or(0);
+        let arrays = Arc::new((indices_array, data_array));
         let n_vars = meta.minor();
-        let block_nnz = (self.read_limit() / 16).clamp(1, CSR_SCAN_BLOCK_NNZ);
+        let nnz = indptr.last().copied().unwrap_or(0);
+        let block_nnz = csr_scan_block_values(nnz, chunk, self.read_limit());
         let mut column = try_filled(n_obs, 0f32, || "a gene column".into())?;
-        let n = indptr.len() - 1;
-        let mut row = 0usize;
-        while row < n {
-            // Grow a block of rows up to about `block_nnz` stored values (one row at least).
-            let block_start = row;
-            let first = indptr[row];
-            while row < n && indptr[row + 1] - first <= block_nnz {
-                row += 1;
+        // Blocks of stored values are read, decoded and filtered [`csr_scan_parallelism`] at
+        // a time, each its own task (so decoding uses every core); blocks follow the chunks of
+        // `indices`, so no chunk is decoded twice. Hits are summed in storage order, as a
+        // sequential scan would. Dropping the scan (a request deadline) aborts every block.
+        let blocks = (0..nnz)
+            .step_by(block_nnz.max(1) as usize)
+            .map(|first| first..(first + block_nnz).min(nnz));
+        let mut blocks = blocks.enumerate();
+        let mut found: Vec<Vec<(usize, f32)>> = Vec::new();
+        let mut running = tokio::task::JoinSet::new();
+        loop {
+            while running.len() < csr_scan_parallelism() {
+                let Some((i, values)) = blocks.next() else {
+                    break;
+                };
+                let job = scan_csr_block(
+                    arrays.clone(),
+                    indptr.clone(),
+                    values,
+                    gene,
+                    n_vars,
+                    key.clone(),
+                );
+                running.spawn(async move { (i, job.await) });
             }
-            if row == block_start {
-                row += 1;
+            let Some(joined) = running.join_next().await else {
+                break;
+            };
+            let (i, hits) = joined.map_err(|e| compute_error(&key, ComputeError::Failed(e)))?;
+            if found.len() <= i {
+                found.resize_with(i + 1, Vec::new);
             }
-            let last = indptr[row];
-            if last == first {
-                continue;
-            }
-            let indices = indices_array.read_numbers(Some(first..last)).await?;
-            let (ptr, key_for_job) = (indptr.clone(), key.clone());
-            let hits = run_sized(indices.len(), move || {
-                let positions = checked_indices::<u64>(&key_for_job, &indices, n_vars, first)?;
-                let mut hits: Vec<(usize, usize)> = Vec::new();
-                for r in block_start..row {
-                    let (s, e) = ((ptr[r] - first) as usize, (ptr[r + 1] - first) as usize);
-                    for (j, &g) in positions[s..e].iter().enumerate() {
-                        if g == gene {
-                            hits.push((r, s + j));
-                        }
-                    }
-                }
-                Ok::<_, AnnDataError>(hits)
-            })
-            .await
-            .map_err(|e| compute_error(&key, e))??;
-            if hits.is_empty() {
-                continue;
-            }
-            let data = data_array.read_numbers(Some(first..last)).await?.into_f32();
-            for (r, j) in hits {
-                if let (Some(slot), Some(v)) = (column.get_mut(r), data.get(j)) {
-                    *slot += *v;
-                }
+            found[i] = hits?;
+        }
+        for (r, v) in found.into_iter().flatten() {
+            if let Some(slot) = column.get_mut(r) {
+                *slot += v;
             }
         }
         Ok(column)
     }
+}
+
+/// Blocks of CSR X scanned at once by [`AnnDataStore::scan_csr_column`]: one per core, at
+/// most 4 (each holds one block of indices and data while it is decoded).
+pub fn csr_scan_parallelism() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4))
+}
+
+/// Stored values per block of a CSR scan: a whole number of `indices` chunks (`chunk`, 0 when
+/// unknown), about a quarter of one core's share of `nnz` so the cores stay balanced, at most
+/// [`CSR_SCAN_BLOCK_NNZ`] and what the read limit allows.
+fn csr_scan_block_values(nnz: u64, chunk: u64, read_limit: u64) -> u64 {
+    let most = (read_limit / 16).clamp(1, CSR_SCAN_BLOCK_NNZ);
+    let balanced = nnz
+        .div_ceil(4 * csr_scan_parallelism() as u64)
+        .clamp(1, most);
+    if chunk == 0 || chunk > most {
+        return balanced;
+    }
+    (balanced / chunk).max(1) * chunk
+}
+
+/// The stored values `values` of a CSR X whose column is `gene`, as `(row, value)` in storage
+/// order. Indices are checked to lie inside the matrix; the data block is read only when the
+/// gene occurs in it.
+async fn scan_csr_block(
+    arrays: Arc<(ZArray, ZArray)>,
+    indptr: Arc<Vec<u64>>,
+    values: Range<u64>,
+    gene: u64,
+    n_vars: u64,
+    key: String,
+) -> Result<Vec<(usize, f32)>, AnnDataError> {
+    let (indices_array, data_array) = (&arrays.0, &arrays.1);
+    let first = values.start;
+    let indices = indices_array.read_numbers(Some(values.clone())).await?;
+    let (ptr, key_for_job) = (indptr.clone(), key.clone());
+    let hits = run_sized(indices.len(), move || {
+        let positions = checked_indices::<u64>(&key_for_job, &indices, n_vars, first)?;
+        // The row of stored value `first`: the last row starting at or before it.
+        let mut row = ptr.partition_point(|&p| p <= first).saturating_sub(1);
+        let mut hits: Vec<(usize, usize)> = Vec::new();
+        for (j, &g) in positions.iter().enumerate() {
+            if g == gene {
+                let at = first + j as u64;
+                while row + 1 < ptr.len() && ptr[row + 1] <= at {
+                    row += 1;
+                }
+                hits.push((row, j));
+            }
+        }
+        Ok::<_, AnnDataError>(hits)
+    })
+    .await
+    .map_err(|e| compute_error(&key, e))??;
+    if hits.is_empty() {
+        return Ok(Vec::new());
+    }
+    let data = data_array.read_numbers(Some(values)).await?.into_f32();
+    Ok(hits
+        .into_iter()
+        .filter_map(|(r, j)| data.get(j).map(|v| (r, *v)))
+        .collect())
 }
 
 /// The dense row-major `rows × cols` copy of validated sparse arrays (`values = rows × cols`).

@@ -104,6 +104,10 @@ pub async fn run_task(
     phase: PhaseName,
     task: u64,
 ) -> Result<TaskReport, PrecomputeError> {
+    if env.priority == super::background::Priority::Background {
+        // A background build yields to the requests a server is answering.
+        super::background::until_no_requests().await;
+    }
     let started = Instant::now();
     let tasks = env.plan.phase(phase).map(|p| p.tasks).ok_or_else(|| {
         PrecomputeError::Task(format!("the plan has no `{phase}` phase for this atlas"))

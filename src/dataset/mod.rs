@@ -730,11 +730,15 @@ impl Dataset {
             MatrixMeta::Csr(meta) => {
                 // `indptr` first: its own reservation is taken and released before this one.
                 let indptr = self.x_indptr(meta).await?;
-                // A column, and one block of indices and data at a time.
-                let _working = self
-                    .budget()
-                    .working(n_obs.saturating_mul(8).saturating_add(64 << 20))
-                    .await;
+                // A column, and one block of indices and data per block scanned at once.
+                let _working =
+                    self.budget()
+                        .working(n_obs.saturating_mul(8).saturating_add(
+                            (64u64 << 20).saturating_mul(
+                                crate::anndata::matrix::csr_scan_parallelism() as u64,
+                            ),
+                        ))
+                        .await;
                 self.store
                     .scan_csr_column(meta, n_obs, gene, &indptr)
                     .await?

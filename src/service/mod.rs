@@ -168,6 +168,9 @@ impl Service {
     /// and a [`BodyLimit`].
     pub async fn handle(&self, mut request: Request<()>) -> Response<Body> {
         let started = Instant::now();
+        // Background builds (the local cache's warm-up, an on-demand gene pack) start no new
+        // task while this request is answered.
+        let _foreground = crate::cache::background::ForegroundRequest::begin();
         let origin = request
             .headers()
             .get(header::ORIGIN)
