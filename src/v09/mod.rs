@@ -85,6 +85,19 @@ pub enum FrontendError {
     Source(#[from] SourceError),
 }
 
+impl FrontendError {
+    /// What this failure means: the store's class for a source that could not be opened;
+    /// [`ErrorClass::Internal`] for a front-end that cannot be mounted as configured.
+    pub fn class(&self) -> crate::store::ErrorClass {
+        match self {
+            FrontendError::Source(e) => e.class(),
+            FrontendError::Empty | FrontendError::DuplicateId { .. } => {
+                crate::store::ErrorClass::Internal
+            }
+        }
+    }
+}
+
 /// The 0.9 protocol over one or more datasets, each a [`Source`].
 #[derive(Debug, Clone)]
 pub struct Frontend {

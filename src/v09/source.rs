@@ -20,7 +20,9 @@ use super::documents::{
 use crate::cache::ArtifactCache;
 use crate::store::confined::{ConfinedStore, Scope};
 use crate::store::zarr_adapter_reads::REQUEST_READS;
-use crate::store::{StoreLocation, StoreUrlError, open_store_url};
+use crate::store::{
+    ErrorClass, StoreLocation, StoreUrlError, classify_object_store, open_store_url,
+};
 
 /// How long object metadata (size, ETag) is reused for HEAD, 304 and range decisions. Reads
 /// stay consistent regardless: every GET carries `If-Match` with the ETag it announces, and a
@@ -56,6 +58,22 @@ pub enum SourceError {
     /// An id or name breaks the §2.4 rules.
     #[error("{0}")]
     Identity(String),
+}
+
+impl SourceError {
+    /// What this failure means ([`ErrorClass`], on typed variants): the URL's class, the
+    /// `object_store` class of a failed read, the synthesis's class; a local file that is
+    /// missing or unreadable is [`ErrorClass::NotFound`], an id or name breaking the rules
+    /// [`ErrorClass::Internal`] (configuration).
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            SourceError::Url(e) => e.class(),
+            SourceError::Local { .. } => ErrorClass::NotFound,
+            SourceError::Store { source, .. } => classify_object_store(source),
+            SourceError::Consolidate(e) => e.class(),
+            SourceError::Identity(_) => ErrorClass::Internal,
+        }
+    }
 }
 
 /// Size and strong ETag of one resource.
