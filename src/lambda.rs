@@ -21,8 +21,14 @@
 //!   clear `413`. HEAD responses are headers only and always answered inline.
 //!
 //! Configuration comes from the environment ([`Config::from_env`]); the service is opened once
-//! per container (at init by default, else on the first request; a failed open is retried on
-//! the next request) and every cache stays warm across invocations.
+//! per container (at init by default, else on the first request) and every cache stays warm
+//! across invocations. A failed open is answered by its [`ErrorClass`]: a transient one (the
+//! store failed or was too slow) with `503` + `Retry-After`, and opened again on the next
+//! request; a permanent one (no store at the URL, a damaged store, wrong credentials or
+//! configuration) with a `500` (`507` for an atlas over the memory budget) naming the problem,
+//! remembered for the container's life — nothing is gained by reading a broken store again on
+//! every request; a fixed store is picked up by new containers (e.g. after updating the
+//! function's configuration).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -39,6 +45,7 @@ use crate::http::{ServerIdentity, apply_common_headers};
 use crate::service::{
     Body, BodyLimit, Config, ConfigError, Deadline, DeliverError, Service, ServiceError,
 };
+use crate::store::ErrorClass;
 
 pub use crate::service::config::{DEFAULT_MAX_BODY_BYTES, DEFAULT_PRESIGN_TTL};
 
@@ -143,6 +150,8 @@ pub enum EventError {
 pub struct LambdaHandler {
     config: Config,
     service: OnceCell<Arc<Service>>,
+    /// A permanent open failure, remembered: it is answered without opening again.
+    failure: std::sync::OnceLock<Arc<ServiceError>>,
 }
 
 impl std::fmt::Debug for LambdaHandler {
@@ -150,6 +159,7 @@ impl std::fmt::Debug for LambdaHandler {
         f.debug_struct("LambdaHandler")
             .field("config", &self.config)
             .field("opened", &self.service.initialized())
+            .field("failed", &self.failure.get().map(|e| e.to_string()))
             .finish()
     }
 }
@@ -169,6 +179,7 @@ impl LambdaHandler {
         LambdaHandler {
             config,
             service: OnceCell::new(),
+            failure: std::sync::OnceLock::new(),
         }
     }
 
@@ -186,11 +197,16 @@ impl LambdaHandler {
         &self.config
     }
 
-    /// The service, opened on first call. A failed open is not remembered: the next call (the
-    /// next request) tries again, so a transient store failure at init does not poison the
-    /// container.
-    pub async fn service(&self) -> Result<&Arc<Service>, ServiceError> {
-        self.service
+    /// The service, opened on first call. A transient failure ([`ServiceError::is_transient`])
+    /// is not remembered: the next call (the next request) tries again, so a store hiccup at
+    /// init does not poison the container. A permanent one is remembered and returned again
+    /// without touching the store.
+    pub async fn service(&self) -> Result<&Arc<Service>, Arc<ServiceError>> {
+        if let Some(failure) = self.failure.get() {
+            return Err(failure.clone());
+        }
+        let opened = self
+            .service
             .get_or_try_init(|| async {
                 let started = Instant::now();
                 let service = Service::open(self.config.clone()).await?;
@@ -206,7 +222,19 @@ impl LambdaHandler {
                 }
                 Ok(Arc::new(service))
             })
-            .await
+            .await;
+        opened.map_err(|e: ServiceError| {
+            let e = Arc::new(e);
+            if !e.is_transient() {
+                tracing::error!(
+                    target: "cellucid_edge::lambda",
+                    class = ?e.class(),
+                    "the atlas cannot be opened and will not be retried in this container: {e}"
+                );
+                return self.failure.get_or_init(|| e).clone();
+            }
+            e
+        })
     }
 
     /// Answer one decoded Lambda HTTP request.
@@ -215,14 +243,14 @@ impl LambdaHandler {
         let opened = match deadline {
             Some(by) => tokio::time::timeout_at(by.into(), self.service())
                 .await
-                .unwrap_or(Err(ServiceError::OpenTimedOut)),
+                .unwrap_or_else(|_| Err(Arc::new(ServiceError::OpenTimedOut))),
             None => self.service().await,
         };
         let service = match opened {
             Ok(service) => service,
             Err(e) => {
-                tracing::error!(target: "cellucid_edge::lambda", "cannot open the atlas: {e}");
-                let mut r = self.unavailable(request.headers());
+                tracing::error!(target: "cellucid_edge::lambda", class = ?e.class(), "cannot open the atlas: {e}");
+                let mut r = self.open_failed(&e, request.headers());
                 if request.method() == http::Method::HEAD {
                     *r.body_mut() = Bytes::new();
                 }
@@ -473,14 +501,58 @@ impl LambdaHandler {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
 
-    fn unavailable(&self, request_headers: &HeaderMap) -> Response<Bytes> {
-        let mut r = text_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "The atlas could not be opened; see the function's logs".to_string(),
-        );
+    /// The answer while the service cannot be opened, by the failure's class: `503` +
+    /// `Retry-After` for a transient one, else `500` (`507` for an atlas over the memory
+    /// budget) saying what is wrong — never the store's URL or a local path (those go to the
+    /// log). CORS headers always, so the viewer can show the message.
+    fn open_failed(&self, error: &ServiceError, request_headers: &HeaderMap) -> Response<Bytes> {
+        let class = error.class();
+        let (status, message) = match class {
+            ErrorClass::Transient => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The atlas store is temporarily unavailable; retry shortly".to_string(),
+            ),
+            ErrorClass::NotFound => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!(
+                    "Internal server error: the function's atlas store does not exist (check {}; \
+                     see the function's logs)",
+                    env::DATA_URL
+                ),
+            ),
+            ErrorClass::BadStore => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal server error: the function's atlas store is damaged or is not an \
+                 AnnData store (see the function's logs)"
+                    .to_string(),
+            ),
+            ErrorClass::Refused => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal server error: the function's atlas store refers outside itself (see \
+                 the function's logs)"
+                    .to_string(),
+            ),
+            ErrorClass::TooLarge => (
+                StatusCode::INSUFFICIENT_STORAGE,
+                format!(
+                    "The atlas is too large for this function's memory budget (raise {}; see the \
+                     function's logs)",
+                    env::MEMORY_CACHE_BYTES
+                ),
+            ),
+            ErrorClass::Internal | ErrorClass::NeedsPrecompute => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal server error: the function cannot open its atlas store with its \
+                 configuration or credentials (see the function's logs)"
+                    .to_string(),
+            ),
+        };
+        let mut r = text_response(status, message);
         self.add_common_headers(r.headers_mut(), request_headers);
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        if class.is_transient() {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
         r
     }
 }

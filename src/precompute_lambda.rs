@@ -15,7 +15,9 @@
 //!
 //! Either may name `"dataset": "<id>"` when `CELLUCID_DATA_URL` is a directory of atlases.
 //! Failures carry an `errorType` the state machine retries on: `cellucid.Transient` (store or
-//! cache unavailable, throttled) or not: `cellucid.Failed`, `cellucid.StalePlan`,
+//! cache unavailable, throttled: [`ErrorClass::Transient`](crate::store::ErrorClass), decided on
+//! typed error variants) or not: `cellucid.Failed` (also a store or cache that refuses the
+//! function's credentials: retrying cannot fix an IAM policy), `cellucid.StalePlan`,
 //! `cellucid.BadEvent`.
 //!
 //! The atlas is opened exactly as the serving function opens it (same environment variables),
@@ -35,6 +37,7 @@ use crate::cache::tasks::{TaskEnv, TaskReport, run_task};
 use crate::cache::{ArtifactCache, PutOutcome, fingerprint};
 use crate::catalog::Catalog;
 use crate::dataset::{Dataset, DatasetContext, DatasetOptions};
+use crate::memory::MemoryBudget;
 use crate::model::quantize::QuantBits;
 use crate::store::{ReadMetrics, open_store_url};
 
@@ -57,6 +60,12 @@ pub mod env {
     /// The strict profile's quantisation (8 or 16) the serving function uses (#14): the plan
     /// also builds the quantised documents and payloads.
     pub const QUANTIZE: &str = "CELLUCID_QUANTIZE";
+    /// Memory budget (bytes) of the opened atlas's retained buffers (embeddings, obs columns,
+    /// latent, edges …), as for the serving function. Default: half of the function's memory
+    /// (`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`), else 256 MiB.
+    pub const MEMORY_CACHE_BYTES: &str = crate::service::config::env::MEMORY_CACHE_BYTES;
+    /// Set by the Lambda runtime: the function's memory in MB.
+    pub const FUNCTION_MEMORY_SIZE: &str = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE";
 }
 
 /// Configuration of the function.
@@ -72,6 +81,8 @@ pub struct TaskConfig {
     pub dataset: DatasetOptions,
     /// The serving function's strict quantisation (#14).
     pub quantize: Option<QuantBits>,
+    /// Capacity of the memory budget the atlas is opened with ([`env::MEMORY_CACHE_BYTES`]).
+    pub memory_cache_bytes: u64,
 }
 
 /// Why the configuration is unusable (the function stops at init).
@@ -105,12 +116,37 @@ impl TaskConfig {
             ),
             None => None,
         };
+        let bytes = |var: &str| -> Result<Option<u64>, ConfigError> {
+            get(var)
+                .map(|v| {
+                    v.trim()
+                        .replace('_', "")
+                        .parse::<u64>()
+                        .map_err(|e| ConfigError(format!("{var}: expected a number: {e}")))
+                })
+                .transpose()
+        };
+        let memory_cache_bytes = match bytes(env::MEMORY_CACHE_BYTES)? {
+            Some(0) => {
+                return Err(ConfigError(format!(
+                    "{}: the memory budget must be more than 0 bytes",
+                    env::MEMORY_CACHE_BYTES
+                )));
+            }
+            Some(n) => n,
+            None => match bytes(env::FUNCTION_MEMORY_SIZE)? {
+                // Half of the function's memory: the rest is the tasks' working memory.
+                Some(mb) if mb > 0 => mb.saturating_mul(1 << 20) / 2,
+                _ => crate::memory::DEFAULT_BUDGET_BYTES,
+            },
+        };
         Ok(TaskConfig {
             data_url: required(env::DATA_URL)?,
             cache_url: required(env::CACHE_URL)?,
             scratch_url: get(env::SCRATCH_URL),
             dataset,
             quantize,
+            memory_cache_bytes,
         })
     }
 }
@@ -256,12 +292,16 @@ impl TaskHandler {
             reason: e.to_string(),
             transient: false,
         })?;
+        let context = DatasetContext::new(
+            Arc::new(ReadMetrics::default()),
+            MemoryBudget::new(config.memory_cache_bytes),
+        );
         Ok(TaskHandler {
             cache: ArtifactCache::new(&location, Arc::new(ReadMetrics::default())),
             config,
             catalog: Mutex::new(None),
             plans: Mutex::new(HashMap::new()),
-            context: DatasetContext::default(),
+            context,
         })
     }
 
@@ -534,5 +574,60 @@ mod tests {
         .unwrap();
         assert_eq!(config.dataset.gene_id_column, "symbol");
         assert!(config.scratch_url.is_none());
+        assert_eq!(
+            config.memory_cache_bytes,
+            crate::memory::DEFAULT_BUDGET_BYTES
+        );
+    }
+
+    #[test]
+    fn the_memory_budget_comes_from_the_environment() {
+        let with = |extra: &'static [(&'static str, &'static str)]| {
+            TaskConfig::from_lookup(move |k| match k {
+                env::DATA_URL => Some("s3://b/atlas.zarr".to_string()),
+                env::CACHE_URL => Some("s3://b/cache".to_string()),
+                other => extra
+                    .iter()
+                    .find(|(name, _)| *name == other)
+                    .map(|(_, v)| v.to_string()),
+            })
+        };
+        let explicit = with(&[
+            (env::MEMORY_CACHE_BYTES, "1_073_741_824"),
+            (env::FUNCTION_MEMORY_SIZE, "3008"),
+        ])
+        .unwrap();
+        assert_eq!(explicit.memory_cache_bytes, 1 << 30);
+        let derived = with(&[(env::FUNCTION_MEMORY_SIZE, "3008")]).unwrap();
+        assert_eq!(derived.memory_cache_bytes, 3008 << 19);
+        assert!(with(&[(env::MEMORY_CACHE_BYTES, "lots")]).is_err());
+        assert!(with(&[(env::MEMORY_CACHE_BYTES, "0")]).is_err());
+    }
+
+    #[test]
+    fn refused_credentials_are_not_retried() {
+        use crate::cache::CacheError;
+        let failed = |source: object_store::Error| {
+            TaskError::Precompute(PrecomputeError::Cache(CacheError::Store {
+                path: "cache/x".into(),
+                source,
+            }))
+            .error_type()
+        };
+        let denied = object_store::Error::PermissionDenied {
+            path: "x".into(),
+            source: "AccessDenied (retry later?)".into(),
+        };
+        assert_eq!(failed(denied), "cellucid.Failed");
+        let unauthenticated = object_store::Error::Unauthenticated {
+            path: "x".into(),
+            source: "InvalidAccessKeyId".into(),
+        };
+        assert_eq!(failed(unauthenticated), "cellucid.Failed");
+        let throttled = object_store::Error::Generic {
+            store: "S3",
+            source: "SlowDown after 10 retries".into(),
+        };
+        assert_eq!(failed(throttled), "cellucid.Transient");
     }
 }

@@ -716,14 +716,14 @@ async fn allowed_origins_follow_the_configuration() {
     assert_eq!(a.header("access-control-allow-origin"), Some("*"));
 }
 
-/// A store that cannot be opened gives a 503 with CORS headers on every request (and is
-/// retried on the next one), not a crashed container.
+/// A store that fails transiently while it is opened (here: too slow, the invocation's
+/// deadline passes before the atlas is open) gives a 503 with `Retry-After` and CORS headers —
+/// not a crashed container — and is opened again on the next invocation, which then succeeds.
 #[tokio::test]
-async fn unopenable_store_answers_503_with_cors() {
+async fn transiently_unopenable_store_answers_503_with_cors_and_is_retried() {
     let config = Config {
         data_url: Some(
-            root()
-                .join("events/does-not-exist.zarr")
+            common::fixture_store("edge", "v3")
                 .to_string_lossy()
                 .into_owned(),
         ),
@@ -731,11 +731,74 @@ async fn unopenable_store_answers_503_with_cors() {
     };
     let handler = LambdaHandler::new(config);
     for _ in 0..2 {
-        let a = invoke(&handler, url_event("GET", "dataset_identity.json", true)).await;
-        assert_eq!(a.status, 503);
+        let envelope = handler
+            .handle_event_by(
+                url_event("GET", "dataset_identity.json", true),
+                std::time::SystemTime::now(),
+            )
+            .await
+            .expect("event is handled");
+        let a = Answer::from_envelope(&envelope);
+        assert_eq!(a.status, 503, "{}", String::from_utf8_lossy(&a.body));
         assert_eq!(a.header("access-control-allow-origin"), Some(VIEWER));
         assert!(a.header("retry-after").is_some());
+        assert_eq!(a.header("cache-control"), Some("no-store"));
     }
+    let a = invoke(&handler, url_event("GET", "dataset_identity.json", true)).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.decoded()));
+}
+
+/// A store that cannot be opened for a permanent reason — nothing at the data URL, damaged
+/// metadata — gives a clear 500 with CORS headers and without `Retry-After`, naming the
+/// problem (never the path); the failure is remembered for the container's life (the store is
+/// not read again on every request), and a new container opens the store once it is fixed.
+#[tokio::test]
+async fn permanently_unopenable_store_answers_500_with_cors_and_its_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("does-not-exist.zarr");
+    let damaged = dir.path().join("damaged.zarr");
+    std::fs::create_dir_all(&damaged).unwrap();
+    std::fs::write(damaged.join("zarr.json"), b"{ not json").unwrap();
+    for (store, reason) in [(&missing, "does not exist"), (&damaged, "damaged")] {
+        let config = Config {
+            data_url: Some(store.to_string_lossy().into_owned()),
+            ..Config::default()
+        };
+        let handler = LambdaHandler::new(config);
+        for method in ["GET", "GET", "HEAD"] {
+            let a = invoke(&handler, url_event(method, "dataset_identity.json", true)).await;
+            let body = String::from_utf8_lossy(&a.body).into_owned();
+            assert_eq!(a.status, 500, "{}: {body}", store.display());
+            assert_eq!(a.header("access-control-allow-origin"), Some(VIEWER));
+            assert_eq!(
+                a.header("retry-after"),
+                None,
+                "a permanent failure is not retried"
+            );
+            if method == "GET" {
+                assert!(body.contains(reason), "{}: {body}", store.display());
+                assert!(
+                    !body.contains(&*dir.path().to_string_lossy()),
+                    "the body shows a local path: {body}"
+                );
+            }
+        }
+    }
+    // Remembered: fixing the store does not change what this container answers …
+    let config = Config {
+        data_url: Some(missing.to_string_lossy().into_owned()),
+        ..Config::default()
+    };
+    let handler = LambdaHandler::new(config.clone());
+    let a = invoke(&handler, url_event("GET", "dataset_identity.json", true)).await;
+    assert_eq!(a.status, 500);
+    common::copy_dir(&common::fixture_store("edge", "v3"), &missing);
+    let a = invoke(&handler, url_event("GET", "dataset_identity.json", true)).await;
+    assert_eq!(a.status, 500, "the store was opened again");
+    // … and a new container serves it.
+    let handler = LambdaHandler::new(config);
+    let a = invoke(&handler, url_event("GET", "dataset_identity.json", true)).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.decoded()));
 }
 
 /// Anything that is not an HTTP event is refused before reaching the app.

@@ -16,7 +16,9 @@ use cellucid_edge::cache::{ArtifactCache, fingerprint};
 use cellucid_edge::catalog::Catalog;
 use cellucid_edge::dataset::{DatasetContext, DatasetOptions};
 use cellucid_edge::http::AppConfig;
-use cellucid_edge::store::{ReadMetrics, open_store_url};
+use cellucid_edge::store::{
+    Fault, FaultRule, FaultyStore, ReadMetrics, StoreLocation, open_store_url,
+};
 use common::conformance::{assert_failures, check_server};
 use common::{TestServer, compare_body, fixture_store, golden_body, golden_meta, quote_route};
 use indicatif::{MultiProgress, ProgressDrawTarget};
@@ -341,6 +343,107 @@ async fn csc_x_is_packed_from_its_columns() {
     let failures = check_server("sparse", "sparse.v3 packed", &server).await;
     server.stop().await;
     assert_failures("sparse.v3 packed", &failures);
+}
+
+/// A cache prefix that refuses the function's credentials fails for good (the state machine
+/// must not retry an IAM mistake four times per task), and one that fails in transit is worth
+/// a retry: decided on the typed error class, whatever the messages say.
+#[tokio::test]
+async fn refused_cache_credentials_are_permanent_and_store_failures_transient() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (catalog, _) = open_edge("v3", 0, &dir.path().join("cache")).await;
+    let dataset = catalog.first().clone();
+    let fp = fingerprint(&dataset);
+    for (fault, transient) in [(Fault::Denied, false), (Fault::Error, true)] {
+        let store = Arc::new(FaultyStore::new(Arc::new(
+            object_store::memory::InMemory::new(),
+        )));
+        store.inject(FaultRule::always(fault.clone()).including_writes());
+        let location = StoreLocation {
+            store: store.clone(),
+            prefix: "cache".into(),
+            display: "memory://faulty/cache".into(),
+            name: "cache".into(),
+            is_local: false,
+            signer: None,
+        };
+        let cache = ArtifactCache::new(&location, Arc::new(ReadMetrics::default()));
+        let e = load_or_make_plan(&dataset, &cache, &fp, limits(), None)
+            .await
+            .expect_err("the cache fails");
+        assert!(store.injected() > 0, "{fault:?}: no fault injected");
+        assert_eq!(e.is_transient(), transient, "{fault:?}: {e}");
+        let reported = cellucid_edge::precompute_lambda::TaskError::Precompute(e);
+        let expected = if transient {
+            "cellucid.Transient"
+        } else {
+            "cellucid.Failed"
+        };
+        assert_eq!(reported.error_type(), expected, "{fault:?}: {reported}");
+    }
+}
+
+/// `precompute --memory-mb` is the memory budget the atlas is opened with: a 120,000-cell
+/// atlas whose 3-D embedding alone needs 1.4 MiB is refused with a clear message under
+/// `--memory-mb 1` (never a larger default taken silently), and precomputed under 16.
+#[tokio::test]
+async fn precompute_memory_mb_is_the_atlas_budget() {
+    let Some(python) = common::python::python(
+        common::python::Need::Anndata,
+        "the precompute --memory-mb test",
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("cells120k.zarr");
+    let script = r#"
+import sys, warnings
+import numpy as np, pandas as pd, anndata, scipy.sparse as sp
+warnings.simplefilter("ignore")
+n = 120_000
+rng = np.random.default_rng(5)
+obs = pd.DataFrame({"score": rng.normal(size=n).astype(np.float32)},
+                   index=[str(i) for i in range(n)])
+adata = anndata.AnnData(X=sp.random(n, 3, density=0.01, format="csr", dtype=np.float32,
+                                     random_state=1), obs=obs)
+adata.obsm["X_umap"] = rng.normal(size=(n, 3)).astype(np.float32)
+adata.write_zarr(sys.argv[1])
+"#;
+    let output = std::process::Command::new(&python)
+        .args(["-c", script, store.to_str().expect("utf-8 path")])
+        .output()
+        .expect("run python");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let run = |mb: &str, cache: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cellucid-edge"))
+            .args(["--log", "warn", "precompute", "--quiet", "--memory-mb", mb])
+            .arg(&store)
+            .arg("--cache")
+            .arg(dir.path().join(cache))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run precompute")
+    };
+    let small = run("1", "cache-small");
+    let stderr = String::from_utf8_lossy(&small.stderr);
+    assert!(
+        !small.status.success(),
+        "precomputed within 1 MiB: {stderr}"
+    );
+    assert!(
+        stderr.contains("memory budget of 1.0 MiB"),
+        "the refusal names the budget: {stderr}"
+    );
+    let enough = run("16", "cache-16");
+    assert!(
+        enough.status.success(),
+        "{}",
+        String::from_utf8_lossy(&enough.stderr)
+    );
 }
 
 /// `precompute --plan` and `--phase P --task I` as separate processes, each killed at some

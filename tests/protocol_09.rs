@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use cellucid_edge::lambda::LambdaHandler;
+use cellucid_edge::memory::MemoryBudget;
 use cellucid_edge::service::{Config, Service};
 use cellucid_edge::v09::documents::Counts;
 use cellucid_edge::v09::source::{Source, SourceLocation};
@@ -36,6 +37,7 @@ fn source(url: &str, id: &str) -> Arc<Source> {
         location,
         Counts::default(),
         None,
+        &MemoryBudget::default(),
     ))
 }
 
@@ -502,6 +504,87 @@ fn run_python(python: &Path, script: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Synthesised consolidated metadata (megabytes for a large atlas) is held in the memory
+/// budget the dataset was given — it counts against it — and stays correct when the budget
+/// cannot keep it: built again on every call, or reloaded from the cache prefix when there is
+/// one (the store is not listed again).
+#[tokio::test]
+async fn synthesised_metadata_lives_in_the_memory_budget() {
+    use cellucid_edge::cache::ArtifactCache;
+    use cellucid_edge::store::{ReadMetrics, open_store_url};
+    use cellucid_edge::v09::source::Lookup;
+
+    async fn generated(source: &Source) -> Bytes {
+        match source.lookup_key("zarr.json", false).await.expect("lookup") {
+            Lookup::Generated(bytes, info) => {
+                assert_eq!(info.size, bytes.len() as u64);
+                bytes
+            }
+            other => panic!("not synthesised: {other:?}"),
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let store = unconsolidated("v3", tmp.path());
+    let url = store.to_string_lossy().into_owned();
+    let open = |budget: &MemoryBudget, cache: Option<(ArtifactCache, String)>| {
+        let location = SourceLocation::open(&url).expect("open the store");
+        Source::new(
+            ID.into(),
+            "Demo atlas".into(),
+            location,
+            Counts::default(),
+            cache,
+            budget,
+        )
+    };
+
+    let budget = MemoryBudget::new(64 << 20);
+    let before = budget.usage().await;
+    let source = open(&budget, None);
+    let doc = generated(&source).await;
+    assert!(doc.len() > 1024, "a document of {} bytes", doc.len());
+    let held = budget.usage().await;
+    assert!(
+        held.used >= before.used + doc.len() as u64 && held.entries > before.entries,
+        "not counted: {before:?} -> {held:?} for {} bytes",
+        doc.len()
+    );
+    assert_eq!(generated(&source).await, doc);
+    drop(source);
+
+    // A budget smaller than the document cannot keep it: same bytes every time, nothing held.
+    let tiny = MemoryBudget::new(1024);
+    let source = open(&tiny, None);
+    for _ in 0..2 {
+        assert_eq!(generated(&source).await, doc);
+    }
+    assert!(tiny.usage().await.used <= tiny.capacity());
+
+    // With a cache prefix, an evicted document is reloaded from it, not synthesised again:
+    // what the store holds now (a node renamed) does not show.
+    let cache_dir = tmp.path().join("cache");
+    std::fs::create_dir_all(&cache_dir).unwrap();
+    let cache = ArtifactCache::new(
+        &open_store_url(&cache_dir.to_string_lossy()).unwrap(),
+        Arc::new(ReadMetrics::default()),
+    );
+    let source = open(&tiny, Some((cache, "fingerprint".into())));
+    assert_eq!(generated(&source).await, doc);
+    std::fs::rename(store.join("obs"), store.join("obs_renamed")).unwrap();
+    assert_eq!(
+        generated(&source).await,
+        doc,
+        "reloaded from the cache prefix"
+    );
+    drop(source);
+    let fresh = open(&tiny, None);
+    assert_ne!(
+        generated(&fresh).await,
+        doc,
+        "synthesised from the store as it is now"
+    );
 }
 
 #[tokio::test]

@@ -37,9 +37,9 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         let handler = Arc::new(LambdaHandler::new(config));
         if handler.config().open_at_init {
-            // A failure is logged and retried on the first request (which answers 503 if the
-            // store is still unavailable), so the container never crash-loops on a transient
-            // store error.
+            // A failure is logged, never fatal: a transient one is retried on the first request
+            // (which answers 503 if the store is still unavailable), so the container never
+            // crash-loops on a store hiccup; a permanent one is answered 500 with its reason.
             if let Err(e) = handler.service().await {
                 tracing::error!(target: "cellucid_edge::lambda", "cannot open the atlas at init: {e}");
             }

@@ -22,6 +22,7 @@ use super::{ArtifactCache, CacheError, PutOutcome};
 use crate::dataset::{Dataset, DatasetError, FieldKind};
 use crate::model::quantize::QuantBits;
 use crate::protocol::Artifact;
+use crate::store::{ErrorClass, classify_object_store};
 
 /// Settings of a run in one process (none but `strict` changes what is written).
 #[derive(Debug, Clone)]
@@ -108,29 +109,44 @@ pub enum PrecomputeError {
 }
 
 impl PrecomputeError {
-    /// Whether running the same task again may succeed (a store or cache that failed or
-    /// throttled), as opposed to an input or plan that will fail the same way.
-    pub fn is_transient(&self) -> bool {
-        fn store(e: &object_store::Error) -> bool {
-            !matches!(
-                e,
-                object_store::Error::NotFound { .. }
-                    | object_store::Error::InvalidPath { .. }
-                    | object_store::Error::NotSupported { .. }
-                    | object_store::Error::NotImplemented { .. }
-                    | object_store::Error::UnknownConfigurationKey { .. }
-            )
-        }
+    /// What this failure means, on typed variants ([`ErrorClass`], the same classification
+    /// the server answers clients with): the source's class for an artifact that could not be
+    /// computed, the `object_store` class ([`classify_object_store`]) for the cache prefix and
+    /// the scratch space, [`ErrorClass::Transient`] for a worker that died, and
+    /// [`ErrorClass::BadStore`] / [`ErrorClass::Internal`] for inputs, plans and tasks that
+    /// will fail the same way again. A cache store that refuses the function's credentials
+    /// (`PermissionDenied`, `Unauthenticated`) is [`ErrorClass::Internal`]: permanent until
+    /// someone fixes the IAM policy.
+    pub fn class(&self) -> ErrorClass {
         match self {
-            PrecomputeError::Compute { source, .. } => source.is_transient(),
+            PrecomputeError::Compute { source, .. } => source.class(),
             PrecomputeError::Cache(CacheError::Store { source, .. })
             | PrecomputeError::GenePack(GenePackError::Cache(CacheError::Store {
                 source, ..
             }))
-            | PrecomputeError::Scratch(ScratchError { source, .. }) => store(source),
-            PrecomputeError::Worker(_) => true,
-            _ => false,
+            | PrecomputeError::Scratch(ScratchError { source, .. }) => {
+                classify_object_store(source)
+            }
+            PrecomputeError::Worker(_) => ErrorClass::Transient,
+            PrecomputeError::Cache(CacheError::Invalid { .. })
+            | PrecomputeError::GenePack(GenePackError::Cache(CacheError::Invalid { .. }))
+            | PrecomputeError::GenePack(GenePackError::Invalid(_))
+            | PrecomputeError::InvalidX(_)
+            | PrecomputeError::Plan(PlanError::InvalidX(_) | PlanError::Stored(_)) => {
+                ErrorClass::BadStore
+            }
+            PrecomputeError::ScratchDir { .. }
+            | PrecomputeError::Task(_)
+            | PrecomputeError::StaleFingerprint { .. } => ErrorClass::Internal,
         }
+    }
+
+    /// Whether running the same task again may succeed (a store or cache that failed or
+    /// throttled), as opposed to an input, a plan or credentials that will fail the same way:
+    /// exactly [`ErrorClass::Transient`] of [`class`](Self::class). The precompute-task Lambda
+    /// reports these as `cellucid.Transient`, the only error its state machine retries.
+    pub fn is_transient(&self) -> bool {
+        self.class().is_transient()
     }
 }
 

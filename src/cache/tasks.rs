@@ -21,7 +21,7 @@ use super::scratch::Scratch;
 use super::shard::{Group, build_shard, group_bounds_range, parse_group_bounds, shard_key};
 use super::{ArtifactCache, PutOutcome};
 use crate::anndata::{MatrixMeta, Numbers};
-use crate::dataset::Dataset;
+use crate::dataset::{Dataset, ErrorClass};
 use crate::protocol::Artifact;
 
 /// Shard reads in flight per pack task.
@@ -168,8 +168,10 @@ async fn artifact_task(env: &TaskEnv, task: u64) -> Result<TaskReport, Precomput
     let body = match artifact.compute(&env.dataset).await {
         Ok(body) => body,
         // A deterministic failure (the reference's rules, a missing field, a malformed
-        // column) is what a request would be answered with too: recorded, not retried.
-        Err(e) if !e.is_transient() => {
+        // column) is what a request would be answered with too: recorded, not retried. A
+        // buffer over this run's memory budget is not the atlas's fault: the run fails (raise
+        // `--memory-mb` / `CELLUCID_MEMORY_CACHE_BYTES`) instead of leaving the artifact out.
+        Err(e) if !e.is_transient() && e.class() != ErrorClass::TooLarge => {
             report.outcome = TaskOutcome::Refused;
             report.reason = Some(e.to_string());
             return Ok(report);

@@ -62,9 +62,11 @@ pub struct PrecomputeArgs {
     /// No progress bars (logs and the summary only).
     #[arg(long)]
     pub quiet: bool,
-    /// Ignored (memory is now bounded by the plan's fixed block sizes); kept so older scripts
-    /// still run.
-    #[arg(long, hide = true)]
+    /// Memory budget of the atlas, in MiB: its retained buffers (embeddings, obs columns, the
+    /// latent matrix, the neighbour graph …) count against it, and no single buffer may be
+    /// larger. Raise it for atlases with millions of cells. The gene pack's own memory is
+    /// bounded by the plan's block sizes, not by this. Default: 256 (as `serve`).
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=(u64::MAX >> 20)))]
     pub memory_mb: Option<u64>,
     /// Stored values per row block and per gene block of a NEW plan instead of the defaults
     /// (tests use it to get many small tasks; a stored plan is used as it is).
@@ -101,20 +103,26 @@ impl PrecomputeArgs {
     }
 }
 
+impl PrecomputeArgs {
+    /// Capacity of the memory budget the atlases are opened with (`--memory-mb`, else the
+    /// serving default).
+    pub fn memory_budget_bytes(&self) -> u64 {
+        self.memory_mb
+            .map_or(cellucid_edge::memory::DEFAULT_BUDGET_BYTES, |mb| mb << 20)
+    }
+}
+
 /// Run the precompute (or the plan, or one task) and print what it did.
 pub async fn run(args: PrecomputeArgs) -> anyhow::Result<()> {
-    if args.memory_mb.is_some() {
-        eprintln!("note: --memory-mb is no longer used (the plan's block sizes bound memory)");
-    }
     let location = cellucid_edge::store::open_store_url(&args.store)
         .with_context(|| format!("opening {}", args.store))?;
     let shown = location.display.clone();
     let metrics = Arc::new(ReadMetrics::default());
-    // The atlases' own buffers (embeddings, latent, edges …) count against the serving
-    // default budget; the gene pack's memory is bounded by the plan's block sizes.
+    // The atlases' own buffers (embeddings, latent, edges …) count against `--memory-mb`; the
+    // gene pack's memory is bounded by the plan's block sizes.
     let context = cellucid_edge::dataset::DatasetContext::new(
         metrics.clone(),
-        cellucid_edge::memory::MemoryBudget::new(cellucid_edge::memory::DEFAULT_BUDGET_BYTES),
+        cellucid_edge::memory::MemoryBudget::new(args.memory_budget_bytes()),
     );
     let catalog = Catalog::open(location, &args.atlas.options(), &context)
         .await

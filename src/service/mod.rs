@@ -34,7 +34,7 @@ pub use gate::{Gate, Refusal};
 pub use router::{Miss, Mount, Mounts, Target};
 
 use crate::catalog::{Catalog, CatalogError};
-use crate::dataset::DatasetContext;
+use crate::dataset::{DatasetContext, ErrorClass};
 use crate::http::response::{forbidden, text, timed_out};
 use crate::http::{SeedProtocol, ServerIdentity};
 use crate::memory::MemoryBudget;
@@ -62,6 +62,27 @@ pub enum ServiceError {
     /// Opening did not finish before the request's deadline.
     #[error("the store did not answer before the deadline while the atlas was opened")]
     OpenTimedOut,
+}
+
+impl ServiceError {
+    /// What this failure means for the clients of a service that could not be opened, on typed
+    /// variants ([`ErrorClass`]): the store URL's, the catalogue's or the 0.9 store's class,
+    /// and [`ErrorClass::Transient`] for an open that outlived its deadline. Only a transient
+    /// failure is worth opening again; the others stay until someone fixes the store or the
+    /// configuration.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ServiceError::Store(e) => e.class(),
+            ServiceError::Catalog(e) => e.class(),
+            ServiceError::Frontend(e) => e.class(),
+            ServiceError::OpenTimedOut => ErrorClass::Transient,
+        }
+    }
+
+    /// Whether opening again later may succeed without anyone changing anything.
+    pub fn is_transient(&self) -> bool {
+        self.class().is_transient()
+    }
 }
 
 /// The service: configuration, gate and the mounted protocols.

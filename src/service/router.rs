@@ -4,7 +4,7 @@
 //!
 //! Mount points: the seed protocol (0.0.9) at the origin root, the 0.9 protocol under
 //! [`BASE_PATH`](crate::v09::BASE_PATH), the strict profile under
-//! [`strict::BASE`](crate::protocol::strict::BASE) (its own [`Mount`] and [`Target`]
+//! [`strict::BASE`] (its own [`Mount`] and [`Target`]
 //! variants; the seed's headers and method rules, its own paths and documents). Transports
 //! never change.
 

@@ -11,6 +11,7 @@ use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::signer::Signer;
 
+use super::ErrorClass;
 use super::confined::{ConfinedStore, Scope};
 
 /// An opened store: a backend plus the prefix under which the atlas lives.
@@ -108,6 +109,21 @@ pub enum StoreUrlError {
         #[source]
         source: object_store::Error,
     },
+}
+
+impl StoreUrlError {
+    /// What this failure means ([`ErrorClass`]): a local path that does not exist or is no
+    /// store is [`ErrorClass::NotFound`]; an unsupported or unparsable URL and an S3 backend
+    /// that cannot be configured are [`ErrorClass::Internal`] (the deployment's configuration
+    /// is wrong). None of them passes by retrying.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            StoreUrlError::Local { .. } => ErrorClass::NotFound,
+            StoreUrlError::UnsupportedScheme { .. }
+            | StoreUrlError::Invalid { .. }
+            | StoreUrlError::S3 { .. } => ErrorClass::Internal,
+        }
+    }
 }
 
 static MEMORY_STORES: LazyLock<Mutex<HashMap<String, Arc<InMemory>>>> =

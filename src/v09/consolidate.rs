@@ -13,6 +13,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use serde_json::{Map, Value, json};
 
 use super::documents::python_json;
+use crate::store::{ErrorClass, classify_object_store};
 
 /// Why consolidated metadata could not be synthesised.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +38,17 @@ pub enum ConsolidateError {
     /// Neither `zarr.json` nor `.zgroup` at the root.
     #[error("`{0}` holds no Zarr root (`zarr.json` or `.zgroup`)")]
     NotZarr(String),
+}
+
+impl ConsolidateError {
+    /// What this failure means: a store failure by its `object_store` class; metadata that is
+    /// not JSON, or a folder without a Zarr root, is [`ErrorClass::BadStore`].
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ConsolidateError::Store { source, .. } => classify_object_store(source),
+            ConsolidateError::Json { .. } | ConsolidateError::NotZarr(_) => ErrorClass::BadStore,
+        }
+    }
 }
 
 /// The synthesised document and the key it answers.

@@ -85,6 +85,20 @@ pub enum FrontendError {
     Source(#[from] SourceError),
 }
 
+impl FrontendError {
+    /// What this failure means: the store's class for a source that could not be opened;
+    /// [`ErrorClass::Internal`](crate::store::ErrorClass::Internal) for a front-end that
+    /// cannot be mounted as configured.
+    pub fn class(&self) -> crate::store::ErrorClass {
+        match self {
+            FrontendError::Source(e) => e.class(),
+            FrontendError::Empty | FrontendError::DuplicateId { .. } => {
+                crate::store::ErrorClass::Internal
+            }
+        }
+    }
+}
+
 /// The 0.9 protocol over one or more datasets, each a [`Source`].
 #[derive(Debug, Clone)]
 pub struct Frontend {
@@ -164,6 +178,7 @@ impl Frontend {
                             n_genes: Some(ds.n_genes()),
                         },
                         cache,
+                        catalog.budget(),
                     )
                     .for_catalog_atlas(ds.id()),
                 )
@@ -497,7 +512,14 @@ pub async fn ready_frontend(
     } else {
         documents::Counts::default()
     };
-    let mut source = Source::new(first.id.clone(), first.name.clone(), location, counts, None);
+    let mut source = Source::new(
+        first.id.clone(),
+        first.name.clone(),
+        location,
+        counts,
+        None,
+        first.budget(),
+    );
     if let Some(id) = &first.catalog_id {
         source = source.for_catalog_atlas(id);
     }

@@ -1,6 +1,12 @@
 //! One dataset of the 0.9 front-end: where its bytes live (an `.h5ad` or `.zarr.zip` object, or
 //! a Zarr folder), its identity, object metadata (size, strong ETag) and the synthesised
 //! consolidated metadata when the folder lacks it.
+//!
+//! Synthesised metadata (megabytes for a large atlas) is held in the catalogue's
+//! [`MemoryBudget`] like every other retained buffer: evictable, and reloaded from the cache
+//! prefix (or synthesised again) when asked after eviction. Compressing it for the cache prefix
+//! and inflating it from there run on the compute pool ([`crate::compute`]) and stop when the
+//! request that needed them ends.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,16 +17,19 @@ use object_store::path::Path;
 use object_store::signer::Signer;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 use sha2::{Digest, Sha256};
-use tokio::sync::OnceCell;
 
 use super::consolidate::{ConsolidateError, Synthesised, synthesise};
 use super::documents::{
     Counts, StoreKind, display_name_from, is_portable_id, is_valid_name, portable_id_from,
 };
 use crate::cache::ArtifactCache;
+use crate::compute::{Cancelled, ComputeError, checkpoint, offload};
+use crate::memory::{BudgetScope, ItemKey, MemoryBudget, Weighed};
 use crate::store::confined::{ConfinedStore, Scope};
 use crate::store::zarr_adapter_reads::REQUEST_READS;
-use crate::store::{StoreLocation, StoreUrlError, open_store_url};
+use crate::store::{
+    ErrorClass, StoreLocation, StoreUrlError, classify_object_store, open_store_url,
+};
 
 /// How long object metadata (size, ETag) is reused for HEAD, 304 and range decisions. Reads
 /// stay consistent regardless: every GET carries `If-Match` with the ETag it announces, and a
@@ -56,6 +65,30 @@ pub enum SourceError {
     /// An id or name breaks the §2.4 rules.
     #[error("{0}")]
     Identity(String),
+    /// Compressing or inflating synthesised metadata stopped (its request ended) or failed.
+    #[error("synthesised metadata: {0}")]
+    Compute(#[source] ComputeError),
+    /// A failure shared by every request that waited for one synthesis.
+    #[error(transparent)]
+    Shared(Arc<SourceError>),
+}
+
+impl SourceError {
+    /// What this failure means ([`ErrorClass`], on typed variants): the URL's class, the
+    /// `object_store` class of a failed read, the synthesis's class; a local file that is
+    /// missing or unreadable is [`ErrorClass::NotFound`], an id or name breaking the rules
+    /// [`ErrorClass::Internal`] (configuration).
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            SourceError::Url(e) => e.class(),
+            SourceError::Local { .. } => ErrorClass::NotFound,
+            SourceError::Store { source, .. } => classify_object_store(source),
+            SourceError::Consolidate(e) => e.class(),
+            SourceError::Identity(_) => ErrorClass::Internal,
+            SourceError::Compute(_) => ErrorClass::Internal,
+            SourceError::Shared(e) => e.class(),
+        }
+    }
 }
 
 /// Size and strong ETag of one resource.
@@ -238,9 +271,37 @@ pub struct Source {
     /// names; `None` for a dataset outside the catalogue (no bound token opens it).
     pub catalog_id: Option<String>,
     cache: Option<(ArtifactCache, String)>,
-    synthesised: OnceCell<Option<(Synthesised, ObjectInfo)>>,
+    /// This dataset's namespace in the memory budget (its synthesised metadata).
+    memory: BudgetScope,
     metadata: moka::future::Cache<Path, ObjectInfo>,
 }
+
+/// The folder's consolidated metadata as served: the synthesised document and its size/ETag,
+/// or `None` when the store has its own. Held in the memory budget (see [`Source::synthesised`]).
+#[derive(Debug)]
+pub struct Consolidated(Option<(Synthesised, ObjectInfo)>);
+
+impl Consolidated {
+    /// The synthesised document and its metadata (`None`: the store has its own).
+    pub fn get(&self) -> Option<&(Synthesised, ObjectInfo)> {
+        self.0.as_ref()
+    }
+}
+
+impl Weighed for Consolidated {
+    fn weight_bytes(&self) -> u64 {
+        let held = self.0.as_ref().map_or(0, |(s, info)| {
+            s.bytes.len() + info.etag.len() + info.raw_etag.as_ref().map_or(0, String::len)
+        });
+        (std::mem::size_of::<Self>() + held) as u64
+    }
+}
+
+/// The budget key of a dataset's [`Consolidated`] metadata.
+const CONSOLIDATED: ItemKey = ItemKey::Named("v09/consolidated");
+
+/// Bytes compressed or inflated between two cancellation checkpoints.
+const COMPRESS_STEP: usize = 1 << 20;
 
 impl std::fmt::Debug for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -264,13 +325,15 @@ pub enum Lookup {
 
 impl Source {
     /// A dataset over `location`. `cache` (cache prefix and a fingerprint of the source)
-    /// memoises synthesised metadata across processes.
+    /// memoises synthesised metadata across processes; `budget` (the catalogue's) holds it in
+    /// this process.
     pub fn new(
         id: String,
         name: String,
         location: SourceLocation,
         counts: Counts,
         cache: Option<(ArtifactCache, String)>,
+        budget: &MemoryBudget,
     ) -> Self {
         Source {
             id,
@@ -279,12 +342,17 @@ impl Source {
             counts,
             catalog_id: None,
             cache,
-            synthesised: OnceCell::new(),
+            memory: budget.scope(),
             metadata: moka::future::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(METADATA_TTL)
                 .build(),
         }
+    }
+
+    /// The memory budget this dataset's retained buffers count against.
+    pub fn budget(&self) -> &MemoryBudget {
+        self.memory.budget()
     }
 
     /// The same dataset, serving catalogue atlas `id` (see [`Source::catalog_id`]).
@@ -359,63 +427,68 @@ impl Source {
         }
     }
 
-    /// The synthesised consolidated metadata, built once (memory, then the cache prefix).
-    pub async fn synthesised(&self) -> Result<Option<&(Synthesised, ObjectInfo)>, SourceError> {
-        let found = self
-            .synthesised
-            .get_or_try_init(|| async {
-                if let Some((cache, fp)) = &self.cache {
-                    for key in [".zmetadata", "zarr.json"] {
-                        let artifact = format!("v09/{key}");
-                        if let Ok(Some(gz)) = cache.get(fp, &artifact).await
-                            && let Some(bytes) = gunzip_off_executor(gz).await
-                        {
-                            let key = if key == "zarr.json" { "zarr.json" } else { ".zmetadata" };
+    /// The consolidated metadata as served: from the memory budget, else reloaded from the
+    /// cache prefix, else synthesised from the store (and then written to the cache prefix).
+    /// Concurrent callers share one computation; an evicted entry is built again on the next
+    /// call.
+    pub async fn synthesised(&self) -> Result<Arc<Consolidated>, SourceError> {
+        self.memory
+            .get_or_try_insert(CONSOLIDATED, self.build_consolidated())
+            .await
+            .map_err(SourceError::Shared)
+    }
+
+    async fn build_consolidated(&self) -> Result<Consolidated, SourceError> {
+        let limit = self.memory.budget().capacity();
+        if let Some((cache, fp)) = &self.cache {
+            for key in [".zmetadata", "zarr.json"] {
+                let artifact = format!("v09/{key}");
+                if let Ok(Some(gz)) = cache.get(fp, &artifact).await {
+                    match gunzip_at_most(gz, limit).await {
+                        Ok(Some(bytes)) => {
+                            let key = if key == "zarr.json" {
+                                "zarr.json"
+                            } else {
+                                ".zmetadata"
+                            };
                             let info = ObjectInfo::of_bytes(&bytes);
-                            return Ok::<_, SourceError>(Some((Synthesised { key, bytes }, info)));
+                            return Ok(Consolidated(Some((Synthesised { key, bytes }, info))));
                         }
+                        Ok(None) => {
+                            tracing::warn!(target: "cellucid_edge::v09", "ignoring the cache's `{artifact}`: not gzip, or larger than the memory budget");
+                        }
+                        Err(e) => return Err(SourceError::Compute(e)),
                     }
                 }
-                let made = synthesise(&self.location.store, &self.location.path).await?;
-                if let (Some(s), Some((cache, fp))) = (&made, &self.cache) {
-                    let bytes = s.bytes.clone();
-                    let gz = match tokio::task::spawn_blocking(move || {
-                        crate::http::encoding::gzip(&bytes)
-                    })
-                    .await
-                    {
-                        Ok(gz) => gz,
-                        Err(e) => {
-                            tracing::warn!(target: "cellucid_edge::v09", "cannot compress synthesised metadata: {e}");
-                            return Ok(made.map(|s| {
-                                let info = ObjectInfo::of_bytes(&s.bytes);
-                                (s, info)
-                            }));
-                        }
-                    };
-                    if let Err(e) = cache
-                        .put(fp, &format!("v09/{}", s.key), gz, "application/json")
-                        .await
-                    {
-                        tracing::warn!(target: "cellucid_edge::v09", "cannot memoise synthesised metadata: {e}");
-                    }
-                }
-                Ok(made.map(|s| {
-                    let info = ObjectInfo::of_bytes(&s.bytes);
-                    (s, info)
-                }))
-            })
-            .await?;
-        Ok(found.as_ref())
+            }
+        }
+        let made = synthesise(&self.location.store, &self.location.path).await?;
+        if let (Some(s), Some((cache, fp))) = (&made, &self.cache) {
+            let gz = gzip_cancellable(s.bytes.clone())
+                .await
+                .map_err(SourceError::Compute)?;
+            if let Err(e) = cache
+                .put(fp, &format!("v09/{}", s.key), gz, "application/json")
+                .await
+            {
+                tracing::warn!(target: "cellucid_edge::v09", "cannot memoise synthesised metadata: {e}");
+            }
+        }
+        Ok(Consolidated(made.map(|s| {
+            let info = ObjectInfo::of_bytes(&s.bytes);
+            (s, info)
+        })))
     }
 
     /// Resolve a Zarr key (already validated) to stored or generated bytes.
     pub async fn lookup_key(&self, key: &str, fresh: bool) -> Result<Lookup, SourceError> {
-        if (key == ".zmetadata" || key == "zarr.json")
-            && let Some((s, info)) = self.synthesised().await?
-            && s.key == key
-        {
-            return Ok(Lookup::Generated(s.bytes.clone(), info.clone()));
+        if key == ".zmetadata" || key == "zarr.json" {
+            let consolidated = self.synthesised().await?;
+            if let Some((s, info)) = consolidated.get()
+                && s.key == key
+            {
+                return Ok(Lookup::Generated(s.bytes.clone(), info.clone()));
+            }
         }
         let path = self.location.key_path(key);
         Ok(match self.head_with(&path, fresh).await? {
@@ -464,17 +537,78 @@ fn record_request(bytes: u64) {
     let _ = REQUEST_READS.try_with(|m| m.record_get(bytes));
 }
 
-/// Inflate memoised metadata on the blocking pool (it may be megabytes); `None` if invalid.
-async fn gunzip_off_executor(data: Bytes) -> Option<Bytes> {
-    tokio::task::spawn_blocking(move || {
-        use std::io::Read;
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&data[..])
-            .read_to_end(&mut out)
-            .ok()?;
-        Some(Bytes::from(out))
+/// gzip `body` by the cache's policy ([`crate::cache::gzip`]: same level, same bytes) on the
+/// compute pool, in [`COMPRESS_STEP`] pieces with a cancellation checkpoint between them: a
+/// request that ends (its deadline) stops the work.
+async fn gzip_cancellable(body: Bytes) -> Result<Bytes, ComputeError> {
+    offload(move || -> Result<Bytes, Cancelled> {
+        use std::io::Write;
+        let level = flate2::Compression::new(crate::cache::gzip::level_for(body.len()));
+        let out = Vec::with_capacity(body.len() / 8 + 64);
+        let mut encoder = flate2::write::GzEncoder::new(out, level);
+        for piece in body.chunks(COMPRESS_STEP) {
+            checkpoint()?;
+            // Writing into a Vec cannot fail.
+            let _ = encoder.write_all(piece);
+        }
+        Ok(Bytes::from(encoder.finish().unwrap_or_default()))
     })
-    .await
-    .ok()
-    .flatten()
+    .await?
+    .map_err(ComputeError::from)
+}
+
+/// Inflate memoised metadata on the compute pool, with a cancellation checkpoint every
+/// [`COMPRESS_STEP`] bytes. `Ok(None)`: not gzip, or more than `limit` bytes once inflated (a
+/// cache object never makes the process hold more than its memory budget).
+async fn gunzip_at_most(data: Bytes, limit: u64) -> Result<Option<Bytes>, ComputeError> {
+    offload(move || -> Result<Option<Bytes>, Cancelled> {
+        use std::io::Read;
+        let mut decoder = flate2::read::GzDecoder::new(&data[..]);
+        let mut out = Vec::new();
+        let mut piece = vec![0u8; COMPRESS_STEP];
+        loop {
+            checkpoint()?;
+            match decoder.read(&mut piece) {
+                Ok(0) => return Ok(Some(Bytes::from(out))),
+                Ok(n) if (out.len() + n) as u64 <= limit => out.extend_from_slice(&piece[..n]),
+                Ok(_) | Err(_) => return Ok(None),
+            }
+        }
+    })
+    .await?
+    .map_err(ComputeError::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn compression_in_steps_matches_the_cache_policy_and_round_trips() {
+        // Three steps and a bit, above the fast-level threshold; and a small body.
+        let large: Vec<u8> = (0..(3 * COMPRESS_STEP + 12_345))
+            .map(|i| ((i * 7) % 251) as u8 & 0x3f)
+            .collect();
+        for body in [
+            Bytes::from(large),
+            Bytes::from_static(b"{\"zarr_format\": 2}"),
+        ] {
+            let gz = gzip_cancellable(body.clone()).await.unwrap();
+            assert_eq!(
+                gz,
+                crate::cache::gzip::gzip(&body),
+                "same bytes as the policy"
+            );
+            let back = gunzip_at_most(gz.clone(), u64::MAX).await.unwrap();
+            assert_eq!(back.as_deref(), Some(&body[..]));
+            if body.len() > 1 {
+                let capped = gunzip_at_most(gz, body.len() as u64 - 1).await.unwrap();
+                assert_eq!(capped, None, "over the limit");
+            }
+        }
+        let not_gzip = gunzip_at_most(Bytes::from_static(b"plain"), u64::MAX)
+            .await
+            .unwrap();
+        assert_eq!(not_gzip, None);
+    }
 }

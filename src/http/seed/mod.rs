@@ -3,7 +3,7 @@
 //! The router has already resolved the dataset and the route, and checked the share grant.
 //!
 //! The strict profile (#14, [`crate::protocol::strict`]) is served by the same handler: its
-//! paths resolve to artifacts rendered by the same [`Renderer`] (its documents and quantised
+//! paths resolve to artifacts rendered by the same renderer (its documents and quantised
 //! payloads derived from the seed's bodies), answered like the seed's.
 
 mod render;

@@ -296,8 +296,9 @@ pub async fn strict_task(env: &TaskEnv, task: u64) -> Result<TaskReport, Precomp
     let body = match strict_body(env, artifact, &mut report).await? {
         Ok(body) => body,
         // What the strict profile does not publish for this atlas (e.g. a graph without a
-        // strict form) is answered 404 at request time: recorded, not retried.
-        Err(e) if !e.is_transient() => {
+        // strict form) is answered 404 at request time: recorded, not retried. A buffer over
+        // this run's memory budget fails the run instead (see `cache::tasks`).
+        Err(e) if !e.is_transient() && e.class() != crate::dataset::ErrorClass::TooLarge => {
             report.outcome = TaskOutcome::Refused;
             report.reason = Some(e.to_string());
             return Ok(report);
