@@ -332,7 +332,9 @@ impl AnnDataStore {
                     n_vars,
                     key.clone(),
                 );
-                running.spawn(async move { (i, job.await) });
+                running.spawn(crate::store::in_request_scope(
+                    async move { (i, job.await) },
+                ));
             }
             let Some(joined) = running.join_next().await else {
                 break;

@@ -18,7 +18,8 @@ static FOREGROUND: AtomicUsize = AtomicUsize::new(0);
 /// Woken when the last request in flight ends.
 static IDLE: LazyLock<Notify> = LazyLock::new(Notify::new);
 
-/// The moment the process first counted requests: the origin of [`LAST_REQUEST_END`].
+/// The moment the process first counted requests or first waited for them (about its
+/// start): the origin of [`LAST_REQUEST_END`].
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
 /// When the last request ended, in milliseconds since [`EPOCH`] (0: none yet).
@@ -54,8 +55,8 @@ impl Drop for ForegroundRequest {
     }
 }
 
-/// Wait until no request is in flight and none ended within [`QUIET`] (at once when the server
-/// has answered nothing yet or has been quiet that long).
+/// Wait until no request is in flight and none ended within [`QUIET`] (nor did the process
+/// start counting within it: a server just started gets its first requests first).
 pub async fn until_no_requests() {
     loop {
         let idle = IDLE.notified();
@@ -66,10 +67,9 @@ pub async fn until_no_requests() {
             idle.await;
             continue;
         }
+        // Quiet since the last request ended, or since the first background task asked (a
+        // server just started: its first requests are on their way).
         let last = LAST_REQUEST_END.load(Ordering::SeqCst);
-        if last == 0 {
-            return;
-        }
         let quiet_since = *EPOCH + Duration::from_millis(last);
         match (quiet_since + QUIET).checked_duration_since(Instant::now()) {
             Some(left) if !left.is_zero() => tokio::time::sleep(left).await,
@@ -145,7 +145,9 @@ mod tests {
 
     #[tokio::test]
     async fn background_tasks_wait_for_requests_to_end() {
-        until_no_requests().await; // none in flight: at once
+        let started = Instant::now();
+        until_no_requests().await; // none in flight: after QUIET from the start
+        assert!(started.elapsed() >= QUIET);
         let request = ForegroundRequest::begin();
         let waiting = tokio::spawn(until_no_requests());
         tokio::time::sleep(Duration::from_millis(50)).await;

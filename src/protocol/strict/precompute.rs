@@ -51,6 +51,10 @@ pub fn ranges_key(block: u64) -> String {
     format!("strict/ranges/{block}.bin")
 }
 
+/// Suffix of the cache object recording why a strict artifact is not published for an atlas
+/// (its text is the reason).
+pub const REFUSED_SUFFIX: &str = ".refused";
+
 /// The strict-only artifacts of `dataset` for a deployment serving `quantize`, in plan order.
 pub fn artifact_list(dataset: &Dataset, quantize: Option<QuantBits>) -> Vec<StrictArtifact> {
     let mut list = vec![
@@ -289,18 +293,36 @@ pub async fn strict_task(env: &TaskEnv, task: u64) -> Result<TaskReport, Precomp
             ))
         })?;
     let fp = &env.plan.fingerprint;
-    report.requests += 1;
+    let refusal_key = format!("{key}{REFUSED_SUFFIX}");
+    report.requests += 2;
     if env.cache.exists(fp, &key).await? {
+        return Ok(report);
+    }
+    if env.cache.exists(fp, &refusal_key).await? {
+        report.outcome = TaskOutcome::Refused;
+        report.reason = Some(format!("refused by an earlier run (`{refusal_key}`)"));
         return Ok(report);
     }
     let body = match strict_body(env, artifact, &mut report).await? {
         Ok(body) => body,
         // What the strict profile does not publish for this atlas (e.g. a graph without a
-        // strict form) is answered 404 at request time: recorded, not retried. A buffer over
-        // this run's memory budget fails the run instead (see `cache::tasks`).
+        // strict form) is answered 404 at request time: recorded, not retried — the reason is
+        // stored beside the artifact's key, so a later run (a restarted server's warm-up)
+        // does not compute it again. A buffer over this run's memory budget fails the run
+        // instead (see `cache::tasks`).
         Err(e) if !e.is_transient() && e.class() != crate::dataset::ErrorClass::TooLarge => {
+            let reason = e.to_string();
+            report.requests += 1;
+            env.cache
+                .put_plain(
+                    fp,
+                    &refusal_key,
+                    bytes::Bytes::from(reason.clone().into_bytes()),
+                    "text/plain",
+                )
+                .await?;
             report.outcome = TaskOutcome::Refused;
-            report.reason = Some(e.to_string());
+            report.reason = Some(reason);
             return Ok(report);
         }
         Err(source) => {
