@@ -240,11 +240,15 @@ impl LambdaHandler {
     /// Answer one decoded Lambda HTTP request.
     pub async fn handle(&self, request: lambda_http::Request) -> Response<LambdaBody> {
         let deadline = self.deadline_of(request.lambda_context_ref());
-        let opened = match deadline {
-            Some(by) => tokio::time::timeout_at(by.into(), self.service())
+        let opened = match (self.service.get(), deadline) {
+            (Some(service), _) => Ok(service),
+            // No time left to open the atlas: answer at once (a timeout would first poll the
+            // open, which may read a whole local store before yielding).
+            (None, Some(by)) if by <= Instant::now() => Err(Arc::new(ServiceError::OpenTimedOut)),
+            (None, Some(by)) => tokio::time::timeout_at(by.into(), self.service())
                 .await
                 .unwrap_or_else(|_| Err(Arc::new(ServiceError::OpenTimedOut))),
-            None => self.service().await,
+            (None, None) => self.service().await,
         };
         let service = match opened {
             Ok(service) => service,
