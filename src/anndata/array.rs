@@ -72,24 +72,27 @@ pub enum Numbers {
     F64(Vec<f64>),
 }
 
+/// `$body` with `$v` bound to the values of whichever variant `$self` is (a slice of its
+/// element type): one generic computation over every stored type.
 macro_rules! map_numbers {
     ($self:expr, $v:ident => $body:expr) => {
         match $self {
-            Numbers::Bool($v) => $body,
-            Numbers::I8($v) => $body,
-            Numbers::I16($v) => $body,
-            Numbers::I32($v) => $body,
-            Numbers::I64($v) => $body,
-            Numbers::U8($v) => $body,
-            Numbers::U16($v) => $body,
-            Numbers::U32($v) => $body,
-            Numbers::U64($v) => $body,
-            Numbers::F16($v) => $body,
-            Numbers::F32($v) => $body,
-            Numbers::F64($v) => $body,
+            $crate::anndata::Numbers::Bool($v) => $body,
+            $crate::anndata::Numbers::I8($v) => $body,
+            $crate::anndata::Numbers::I16($v) => $body,
+            $crate::anndata::Numbers::I32($v) => $body,
+            $crate::anndata::Numbers::I64($v) => $body,
+            $crate::anndata::Numbers::U8($v) => $body,
+            $crate::anndata::Numbers::U16($v) => $body,
+            $crate::anndata::Numbers::U32($v) => $body,
+            $crate::anndata::Numbers::U64($v) => $body,
+            $crate::anndata::Numbers::F16($v) => $body,
+            $crate::anndata::Numbers::F32($v) => $body,
+            $crate::anndata::Numbers::F64($v) => $body,
         }
     };
 }
+pub(crate) use map_numbers;
 
 /// Why integer values could not be used as offsets or positions (see
 /// [`Numbers::to_indices_below`]).

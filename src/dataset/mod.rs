@@ -811,7 +811,6 @@ fn edges_from_arrays(
     arrays: &crate::anndata::matrix::SparseArrays,
     csc: bool,
 ) -> Result<Edges, ModelError> {
-    use crate::anndata::Numbers;
     use crate::model::edges::connectivity_edges_csc;
     macro_rules! run {
         ($data:expr) => {
@@ -822,19 +821,7 @@ fn edges_from_arrays(
             }
         };
     }
-    match &arrays.data {
-        Numbers::Bool(v) => run!(v),
-        Numbers::I8(v) => run!(v),
-        Numbers::I16(v) => run!(v),
-        Numbers::I32(v) => run!(v),
-        Numbers::I64(v) => run!(v),
-        Numbers::U8(v) => run!(v),
-        Numbers::U16(v) => run!(v),
-        Numbers::U32(v) => run!(v),
-        Numbers::U64(v) => run!(v),
-        Numbers::F16(v) | Numbers::F32(v) => run!(v),
-        Numbers::F64(v) => run!(v),
-    }
+    crate::anndata::array::map_numbers!(&arrays.data, v => run!(v))
 }
 
 /// Little-endian bytes of f32 values.

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::{Dataset, DatasetError, edges_from_arrays, items};
+use crate::anndata::MatrixMeta;
 use crate::anndata::matrix::SparseArrays;
-use crate::anndata::{MatrixMeta, Numbers};
 use crate::compute::run_sized;
 use crate::model::edges::{Edges, IndexDtype};
 use crate::model::weights::{
@@ -95,19 +95,7 @@ fn strict_weights(
             }
         };
     }
-    match &arrays.data {
-        Numbers::Bool(v) => run!(v),
-        Numbers::I8(v) => run!(v),
-        Numbers::I16(v) => run!(v),
-        Numbers::I32(v) => run!(v),
-        Numbers::I64(v) => run!(v),
-        Numbers::U8(v) => run!(v),
-        Numbers::U16(v) => run!(v),
-        Numbers::U32(v) => run!(v),
-        Numbers::U64(v) => run!(v),
-        Numbers::F16(v) | Numbers::F32(v) => run!(v),
-        Numbers::F64(v) => run!(v),
-    }
+    crate::anndata::array::map_numbers!(&arrays.data, v => run!(v));
     check.finish()?;
     Ok((dtype, bytes))
 }
